@@ -1,0 +1,1 @@
+"""Command-line entry points (``contextmri SUBCOMMAND``): the outermost layer of the core."""

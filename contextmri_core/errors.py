@@ -1,0 +1,28 @@
+"""The project's exception hierarchy: every error a user can cause names the input and the fix."""
+
+from __future__ import annotations
+
+
+class ContextMRIError(Exception):
+    """Base class of every error raised on purpose by contextmri."""
+
+
+class InputFileError(ContextMRIError):
+    """A file that cannot be used: names the file and the problem."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class HeaderError(ContextMRIError):
+    """An ISMRMRD XML header that cannot be parsed."""
+
+
+class ConfigError(ContextMRIError):
+    """A configuration value that is out of range: names the field and the fix."""
+
+
+class ShapeError(ContextMRIError, ValueError):
+    """Arrays whose shapes do not fit the data contract."""

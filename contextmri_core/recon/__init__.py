@@ -1,0 +1,1 @@
+"""Reconstruction apps with one signature: (kspace, mask, maps, metadata) -> ReconResult."""
