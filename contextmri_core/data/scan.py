@@ -51,6 +51,7 @@ class RawScan:
     encoded_matrix:   (E1, RO) of the k-space grid after readout-oversampling removal.
     recon_matrix:     (ny, nx) that the header asks for.
     fov_mm:           reconstructed field of view (x, y, z) in mm.
+    noise_acquisitions: how many noise readouts (``ACQ_IS_NOISE_MEASUREMENT``) ``noise`` holds.
     """
 
     source: str
@@ -63,6 +64,7 @@ class RawScan:
     fov_mm: Tuple[float, float, float] = (0.0, 0.0, 0.0)
     readout_oversampling: float = 1.0
     coil_names: Tuple[str, ...] = field(default_factory=tuple)
+    noise_acquisitions: int = 0
 
     @property
     def num_coils(self) -> int:

@@ -83,19 +83,26 @@ def fastmri_equispaced(
 
 
 def poisson2d(
-    shape: Tuple[int, int], acceleration: float, seed: int, calib: Tuple[int, int] = (24, 24)
+    shape: Tuple[int, int], acceleration: float, seed: int,
+    calib: Optional[Tuple[int, int]] = None,
 ) -> np.ndarray:
     """Variable-density Poisson-disc mask over ``(ky, kx)`` (sigpy) with a fully sampled
-    ``calib`` region in the centre; bool ``(ky, kx)``."""
+    ``calib`` region in the centre (default 24x24, or 1/8 of each side if smaller); bool."""
     import sigpy.mri
 
     if len(shape) != 2:
         raise ConfigError(f"poisson2d needs a 2D shape (ky, kx), got {shape}")
     if not acceleration > 1:
         raise ConfigError(f"poisson2d acceleration must be > 1, got {acceleration}")
-    mask = sigpy.mri.poisson(tuple(int(s) for s in shape), float(acceleration),
-                             calib=tuple(int(c) for c in calib), dtype=np.float32,
-                             crop_corner=True, seed=int(seed))
+    if calib is None:
+        calib = (min(24, shape[0] // 8), min(24, shape[1] // 8))
+    try:
+        mask = sigpy.mri.poisson(tuple(int(s) for s in shape), float(acceleration),
+                                 calib=tuple(int(c) for c in calib), dtype=np.float32,
+                                 crop_corner=True, seed=int(seed))
+    except ValueError as exc:
+        raise ConfigError(f"poisson2d x{acceleration} on {tuple(shape)} with a {tuple(calib)} "
+                          f"calibration region is not possible: {exc}") from exc
     return np.asarray(mask) > 0
 
 

@@ -1,0 +1,101 @@
+"""``contextmri info FILE.h5 [FILE...]``: what a raw file holds and the prompt of each slice."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Dict, List
+
+import numpy as np
+
+from contextmri_core.data.assembly import calibration_rows
+from contextmri_core.data.prompt import build_prompt
+from contextmri_core.data.scan import RawScan
+from contextmri_core.errors import ContextMRIError
+from contextmri_core.io.reader import read_scan
+
+HELP = "show metadata, prompts, matrix, coils, acceleration, ACS and noise of raw .h5 files"
+
+
+def register(sub: Any) -> argparse.ArgumentParser:
+    parser = sub.add_parser("info", help=HELP, description=HELP)
+    parser.add_argument("files", nargs="+", metavar="FILE.h5",
+                        help="ISMRMRD v1 or fastMRI .h5 files")
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON list with one object per file")
+    parser.add_argument("--anatomy", default=None,
+                        help="anatomy for the prompt when the header does not say (e.g. brain)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def summarize(path: str, scan: RawScan) -> Dict[str, Any]:
+    """JSON-ready summary of one scan (see ``contextmri info --help``)."""
+    first = scan.slices[0]
+    slices = [{"slice": sl.metadata.slice_index, "prompt": build_prompt(sl.metadata),
+               "acceleration": round(sl.acceleration, 3),
+               "acs_lines": int(calibration_rows(sl).sum())} for sl in scan.slices]
+    noise = None if scan.noise is None else {
+        "acquisitions": scan.noise_acquisitions, "coils": int(scan.noise.shape[0]),
+        "samples": int(scan.noise.shape[1])}
+    return {
+        "file": path,
+        "metadata": scan.metadata.to_dict(),
+        "matrix": {"encoded": list(scan.encoded_matrix), "recon": list(scan.recon_matrix),
+                   "readout_oversampling": scan.readout_oversampling,
+                   "fov_mm": list(scan.fov_mm)},
+        "coils": {"count": scan.num_coils, "names": list(scan.coil_names)},
+        "acceleration": round(first.acceleration, 3),
+        "acs_lines": int(calibration_rows(first).sum()),
+        "acs_flagged": first.acs_rows is not None and first.acs is not None,
+        "noise_scans": noise,
+        "slices": slices,
+    }
+
+
+def _format(summary: Dict[str, Any]) -> str:
+    meta = {k: v for k, v in summary["metadata"].items() if v not in (None, [], ())}
+    mat, coils, noise = summary["matrix"], summary["coils"], summary["noise_scans"]
+    acs_how = "flagged" if summary["acs_flagged"] else "detected centre block"
+    lines = [
+        summary["file"],
+        "  metadata:     " + (", ".join(f"{k}={v}" for k, v in meta.items()) or "(none)"),
+        f"  matrix:       encoded {mat['encoded'][0]} x {mat['encoded'][1]} (E1 x RO), "
+        f"recon {mat['recon'][0]} x {mat['recon'][1]}, readout oversampling "
+        f"{mat['readout_oversampling']:g} (removed)",
+        f"  coils:        {coils['count']}" + (
+            f" ({', '.join(coils['names'])})" if coils["names"] else ""),
+        f"  acceleration: {summary['acceleration']:g}",
+        f"  ACS lines:    {summary['acs_lines']} ({acs_how})",
+        "  noise scans:  " + ("none" if noise is None else
+                              f"{noise['acquisitions']} ({noise['coils']} coils x "
+                              f"{noise['samples']} samples)"),
+    ]
+    lines += [f"  slice {s['slice']}: {s['prompt']}" for s in summary["slices"]]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    results: List[Dict[str, Any]] = []
+    failed = 0
+    for path in args.files:
+        try:
+            scan = read_scan(path, anatomy_override=args.anatomy)
+        except ContextMRIError as exc:
+            failed += 1
+            print(f"contextmri info: error: {exc}", file=sys.stderr)
+            results.append({"file": path, "error": str(exc)})
+            continue
+        results.append(summarize(path, scan))
+        if not args.json:
+            print(_format(results[-1]))
+    if args.json:
+        print(json.dumps(results, indent=2, default=_jsonable))
+    return 2 if failed else 0
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -1,0 +1,92 @@
+"""From a read scan to the tensors every reconstructor takes: prewhitening, retrospective
+undersampling, ESPIRiT maps from the calibration data actually present. Shared by the demo,
+replay and the gadgets so they cannot drift apart."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from contextmri_core.data.metadata import ScanMetadata
+from contextmri_core.data.scan import RawScan, SliceData
+from contextmri_core.errors import ConfigError
+from contextmri_core.physics.calibration import calibration_data
+from contextmri_core.physics.coils import espirit_maps
+from contextmri_core.physics.noise import prewhiten, prewhitening_matrix
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PrepConfig:
+    """How to turn raw slices into reconstruction inputs."""
+
+    prewhiten: bool = True
+    espirit_kernel_width: int = 6
+    espirit_threshold: float = 0.02
+    espirit_crop: float = 0.95
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.espirit_crop < 1:
+            raise ConfigError(f"espirit_crop must be in [0, 1), got {self.espirit_crop}")
+        if self.espirit_kernel_width < 3:
+            raise ConfigError(f"espirit_kernel_width must be >= 3, got {self.espirit_kernel_width}")
+
+
+@dataclass(frozen=True)
+class SliceBatch:
+    """``kspace (B, C, ky, kx)``, ``mask (B, ky, kx)``, ``maps (B, C, ny, nx)`` on one device."""
+
+    kspace: torch.Tensor
+    mask: torch.Tensor
+    maps: torch.Tensor
+    metadata: Tuple[ScanMetadata, ...]
+
+
+def undersample(sl: SliceData, mask: np.ndarray) -> SliceData:
+    """Retrospectively keep only ``mask`` ``(ky, kx)`` of an (ideally fully sampled) slice;
+    calibration is then re-detected from the new mask (flags of the original are dropped)."""
+    mask = np.asarray(mask, dtype=np.float32)
+    if mask.shape != sl.mask.shape:
+        raise ConfigError(f"mask {mask.shape} does not fit the slice's k-space {sl.mask.shape}")
+    keep = mask * (sl.mask > 0)
+    return dataclasses.replace(sl, kspace=(sl.kspace * keep).astype(np.complex64), mask=keep,
+                               acs=None, acs_rows=None)
+
+
+def estimate_maps(sl: SliceData, cfg: PrepConfig, w: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """ESPIRiT maps ``(C, ny, nx)`` from the slice's calibration block (prewhitened by ``w``)."""
+    block = torch.from_numpy(calibration_data(sl.kspace, sl.mask, sl.acs, sl.acs_rows))
+    block = block.to(cfg.device)
+    if w is not None:
+        block = prewhiten(block, w, coil_dim=0)
+    return espirit_maps(block, sl.kspace.shape[-2:], cfg.espirit_kernel_width,
+                        cfg.espirit_threshold, cfg.espirit_crop)
+
+
+def prepare_slices(
+    slices: Sequence[SliceData], noise: Optional[np.ndarray], cfg: PrepConfig = PrepConfig()
+) -> SliceBatch:
+    """Stack slices (same matrix) into a batch with prewhitened k-space and ESPIRiT maps."""
+    w = None
+    if cfg.prewhiten and noise is not None:
+        w = prewhitening_matrix(torch.from_numpy(np.asarray(noise)).to(cfg.device))
+    ksp = torch.from_numpy(np.stack([s.kspace for s in slices])).to(cfg.device)
+    if w is not None:
+        ksp = prewhiten(ksp, w, coil_dim=-3)
+    maps = torch.stack([estimate_maps(s, cfg, w) for s in slices])
+    mask = torch.from_numpy(np.stack([s.mask for s in slices]).astype(np.float32)).to(cfg.device)
+    log.info("prepared %d slices: kspace %s, %s", len(slices), tuple(ksp.shape),
+             "prewhitened" if w is not None else "not prewhitened")
+    return SliceBatch(kspace=ksp, mask=mask, maps=maps, metadata=tuple(s.metadata for s in slices))
+
+
+def prepare_scan(scan: RawScan, cfg: PrepConfig = PrepConfig()) -> SliceBatch:
+    """All slices of a scan, using its noise scan for prewhitening when present."""
+    return prepare_slices(scan.slices, scan.noise, cfg)
