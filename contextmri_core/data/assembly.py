@@ -20,7 +20,7 @@ Rules (ISMRMRD v1 semantics):
   assembled (the lowest present unless asked for). The ``ismrmrd_generate_cartesian_shepp_logan
   -a 2`` fixture writes two repetitions with complementary (odd/even) line sets; averaging them
   would turn an R=2 scan into a fully-sampled one;
-* readout oversampling (encoded x > recon x) is removed by a centred IFFT along RO, a centred
+* readout oversampling (encoded x > recon x with encoded FOV x > recon FOV x) is removed by a centred IFFT along RO, a centred
   crop to recon x and an FFT back (orthonormal, ``fftshift(fft(ifftshift(x)))``);
 * slices are grouped by ``idx.slice`` and returned in ascending order.
 """
@@ -195,7 +195,7 @@ def grid_shape(encoding: EncodingInfo, records: Sequence[AcqRecord]) -> Tuple[in
     else:
         e1 = lim.maximum + 1 if lim else max(r.e1 for r in records) + 1
         ro = max(r.data.shape[-1] - r.discard_pre - r.discard_post for r in records)
-    recon_x = encoding.recon_matrix[0] if encoding.recon_matrix is not None else ro
+    recon_x = encoding.recon_matrix[0] if encoding.readout_oversampled else ro  # type: ignore
     center = lim.center if lim is not None else e1 // 2
     return e1, ro, min(recon_x, ro), center
 

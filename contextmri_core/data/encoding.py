@@ -64,11 +64,25 @@ class EncodingInfo:
         return self.trajectory is None or self.trajectory.lower() == "cartesian"
 
     @property
-    def readout_oversampling(self) -> float:
-        """Encoded over recon readout size (2.0 for the usual 2x oversampling), 1 if unknown."""
+    def readout_oversampled(self) -> bool:
+        """Encoded x > recon x and (when both FOVs are given) encoded FOV x > recon FOV x.
+
+        Equal FOVs with a larger encoded matrix mean a resolution change, not oversampling.
+        """
         if not self.encoded_matrix or not self.recon_matrix or self.recon_matrix[0] <= 0:
+            return False
+        if self.encoded_matrix[0] <= self.recon_matrix[0]:
+            return False
+        if self.encoded_fov_mm and self.recon_fov_mm:
+            return self.encoded_fov_mm[0] > self.recon_fov_mm[0] * 1.0001
+        return True
+
+    @property
+    def readout_oversampling(self) -> float:
+        """Encoded over recon readout size when oversampled (2.0 usually), else 1."""
+        if not self.readout_oversampled:
             return 1.0
-        return self.encoded_matrix[0] / self.recon_matrix[0]
+        return self.encoded_matrix[0] / self.recon_matrix[0]  # type: ignore[index]
 
 
 def _triple_int(node: Optional[ET.Element]) -> Optional[Tuple[int, int, int]]:

@@ -117,7 +117,7 @@ def read_fastmri(path: PathLike, *, anatomy_override: Optional[str] = None) -> R
         enc = _encoding(xml, path)
         rows = _row_mask(f, kspace, path)
         ro = kspace.shape[-2]
-        recon_x = min(enc.recon_matrix[0], ro) if enc.recon_matrix else ro
+        recon_x = min(enc.recon_matrix[0], ro) if enc.readout_oversampled else ro  # type: ignore
         slices = tuple(_slice(kspace[i], rows, recon_x, meta.for_slice(i))
                        for i in range(kspace.shape[0]))
     first = slices[0].kspace.shape

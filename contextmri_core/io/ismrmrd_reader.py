@@ -103,6 +103,16 @@ def records_from_table(head: np.ndarray, payload: np.ndarray, path: PathLike) ->
     ]
 
 
+def _encoding(xml: str, path: PathLike) -> EncodingInfo:
+    """``EncodingInfo``, checked: Cartesian 2D only."""
+    try:
+        enc = parse_encoding(xml)
+    except HeaderError as exc:
+        raise InputFileError(path, f"bad ISMRMRD header: {exc}") from exc
+    _check_encoding(enc, path)
+    return enc
+
+
 def _check_encoding(enc: EncodingInfo, path: PathLike) -> None:
     if not enc.is_cartesian:
         raise InputFileError(path, f"trajectory {enc.trajectory!r} is not Cartesian; "
@@ -125,13 +135,9 @@ def read_ismrmrd(path: PathLike, *, anatomy_override: Optional[str] = None,
     with open_h5(path) as f:
         group = _group(f, path, dataset)
         xml = read_header_xml(group, path)
+        meta = _metadata(xml, path, anatomy_override)
+        enc = _encoding(xml, path)
         head, payload = _table(group, path)
-    meta = _metadata(xml, path, anatomy_override)
-    try:
-        enc = parse_encoding(xml)
-    except HeaderError as exc:
-        raise InputFileError(path, f"bad ISMRMRD header: {exc}") from exc
-    _check_encoding(enc, path)
     records = records_from_table(head, payload, path)
     try:
         slices, noise = assemble_slices(records, enc, meta, repetition=repetition)

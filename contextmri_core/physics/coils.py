@@ -25,30 +25,39 @@ def rss(coil_images: torch.Tensor, dim: int = -3) -> torch.Tensor:
     return torch.sqrt(torch.sum(torch.abs(coil_images) ** 2, dim=dim))
 
 
-def _calibration_kernels(calib: torch.Tensor, kernel_width: int, thresh: float) -> torch.Tensor:
-    """Null-space complement kernels ``(K, C, kw, kw)`` of the block-Hankel calibration matrix."""
+def kernel_shape(calib_shape: Tuple[int, int], kernel_width: int) -> Tuple[int, int]:
+    """ESPIRiT kernel ``(ky, kx)``: ``kernel_width`` unless the ACS block is too narrow for it.
+
+    With few ACS rows a 6-wide kernel leaves too few block rows and the eigenvalues inside
+    the object drop below the crop (holes in the maps): 10 ACS rows need a 4-wide kernel.
+    """
+    return tuple(min(kernel_width, max(3, n // 2 - 1)) for n in calib_shape)  # type: ignore
+
+
+def _calibration_kernels(calib: torch.Tensor, kernel: Tuple[int, int], thresh: float) -> torch.Tensor:
+    """Null-space complement kernels ``(K, C, ky, kx)`` of the block-Hankel calibration matrix."""
     c = calib.shape[0]
-    blocks = calib.unfold(1, kernel_width, 1).unfold(2, kernel_width, 1)  # C, by, bx, kw, kw
-    mat = blocks.reshape(c, -1, kernel_width * kernel_width).permute(1, 0, 2)
-    mat = mat.reshape(-1, c * kernel_width * kernel_width)
+    ky, kx = kernel
+    blocks = calib.unfold(1, ky, 1).unfold(2, kx, 1)  # C, by, bx, ky, kx
+    mat = blocks.reshape(c, -1, ky * kx).permute(1, 0, 2).reshape(-1, c * ky * kx)
     _, s, vh = torch.linalg.svd(mat, full_matrices=False)
     vh = vh[s > thresh * s.max()]
-    return vh.reshape(-1, c, kernel_width, kernel_width)
+    return vh.reshape(-1, c, ky, kx)
 
 
 def _image_gram(kernels: torch.Tensor, img_shape: Tuple[int, int], chunk: int = 16) -> torch.Tensor:
     """Per-pixel ``sum_k v_k v_k^H`` of the zero-padded, inverse-FFT'd kernels -> ``(ny, nx, C, C)``."""
-    k, c, kw, _ = kernels.shape
+    k, c, ky, kx = kernels.shape
     ny, nx = img_shape
-    oy, ox = ny // 2 - kw // 2, nx // 2 - kw // 2
+    oy, ox = ny // 2 - ky // 2, nx // 2 - kx // 2
     gram = torch.zeros(ny, nx, c, c, dtype=kernels.dtype, device=kernels.device)
     for start in range(0, k, chunk):
         part = kernels[start:start + chunk]
         padded = torch.zeros(part.shape[0], c, ny, nx, dtype=part.dtype, device=part.device)
-        padded[:, :, oy:oy + kw, ox:ox + kw] = part
+        padded[:, :, oy:oy + ky, ox:ox + kx] = part
         v = ifft2c(padded)  # (k, C, ny, nx)
         gram += torch.einsum("kcyx,kdyx->yxcd", v, v.conj())
-    return gram * (ny * nx / kw ** 2)
+    return gram * (ny * nx / (ky * kx))
 
 
 def espirit_maps(
@@ -60,17 +69,20 @@ def espirit_maps(
 ) -> torch.Tensor:
     """ESPIRiT maps ``(C, ny, nx)`` from a calibration block ``calib`` ``(C, n_rows, n_cols)``.
 
+    ``kernel_width`` is reduced along an axis where the block is narrow (:func:`kernel_shape`).
     One set of maps (the eigenvector of the largest eigenvalue per pixel), phase relative to
     coil 0, zeroed where that eigenvalue is below ``crop``.
     """
     if calib.ndim != 3:
         raise ShapeError(f"calibration block must be (C, rows, cols); got {tuple(calib.shape)}")
-    if min(calib.shape[1:]) < kernel_width:
-        raise ShapeError(f"calibration block {tuple(calib.shape[1:])} is smaller than the "
-                         f"ESPIRiT kernel ({kernel_width}); the scan has too few ACS lines")
+    if min(calib.shape[1:]) < 8:
+        raise ShapeError(f"calibration block {tuple(calib.shape[1:])} is too small for ESPIRiT "
+                         "(needs >= 8 fully sampled lines); the scan has too few ACS lines")
     calib = calib.to(torch.complex64)
-    kernels = _calibration_kernels(calib, kernel_width, thresh)
-    log.debug("ESPIRiT: %d kernels from a %s block", kernels.shape[0], tuple(calib.shape[1:]))
+    kernel = kernel_shape(tuple(calib.shape[1:]), kernel_width)
+    kernels = _calibration_kernels(calib, kernel, thresh)
+    log.debug("ESPIRiT: %d kernels %s from a %s block", kernels.shape[0], kernel,
+              tuple(calib.shape[1:]))
     evals, evecs = torch.linalg.eigh(_image_gram(kernels, img_shape))
     maps = evecs[..., -1].permute(2, 0, 1)  # (C, ny, nx)
     ref = maps[0]

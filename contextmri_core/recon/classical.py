@@ -23,8 +23,9 @@ Meta = Optional[Sequence[Optional[ScanMetadata]]]
 
 
 def _mask_4d(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Mask ``(ky, kx)`` / ``(B, ky, kx)`` -> ``(B|1, 1, ky, kx)`` float32 on ``like``'s device."""
     mask = mask.to(device=like.device, dtype=torch.float32)
-    return mask.unsqueeze(-3) if mask.ndim == 3 else mask
+    return mask.reshape(-1, 1, *mask.shape[-2:])
 
 
 @dataclass(frozen=True)

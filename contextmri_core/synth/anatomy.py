@@ -54,7 +54,7 @@ def draw_lesions(
     tpl = load_templates()
     zlo, zhi = sorted(z_range_head_mm)
     cand = np.argwhere(tpl.wm > 0.95)
-    mm = cand @ np.diag(tpl.affine)[:3] + tpl.affine[:3, 3]
+    mm = cand * np.diag(tpl.affine)[:3] + tpl.affine[:3, 3]
     mm = mm[(mm[:, 2] >= zlo) & (mm[:, 2] <= zhi)]
     if mm.shape[0] == 0:
         return ()
