@@ -100,6 +100,18 @@ def is_reverse(flags: int) -> bool:
     return flag_set(flags, ACQ_IS_REVERSE)
 
 
+def is_navigation(flags: int) -> bool:
+    return flag_set(flags, ACQ_IS_NAVIGATION_DATA)
+
+
+def is_phasecorr(flags: int) -> bool:
+    return flag_set(flags, ACQ_IS_PHASECORR_DATA)
+
+
+def is_dummyscan(flags: int) -> bool:
+    return flag_set(flags, ACQ_IS_DUMMYSCAN_DATA)
+
+
 def is_non_imaging(flags: int) -> bool:
     """Navigator, phase correction, dummy scan, feedback, ... (skipped by the assembly)."""
     return any(flag_set(flags, f) for f in NON_IMAGING_FLAGS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, List, Optional, Tuple, Union
 
 import h5py
 import numpy as np
@@ -21,6 +21,9 @@ from contextmri_core.data.header import parse_header
 from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.data.scan import RawScan
 from contextmri_core.errors import HeaderError, InputFileError
+
+if TYPE_CHECKING:
+    import ismrmrd
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +104,17 @@ def records_from_table(head: np.ndarray, payload: np.ndarray, path: PathLike) ->
             repetition=int(ids["repetition"][i]), average=int(ids["average"][i]))
         for i in range(head.shape[0])
     ]
+
+
+def record_from_acquisition(acq: "ismrmrd.Acquisition") -> AcqRecord:
+    """One ``ismrmrd.Acquisition`` (e.g. from a live stream) -> ``AcqRecord``."""
+    idx = acq.idx
+    return AcqRecord(
+        flags=int(acq.flags), e1=int(idx.kspace_encode_step_1), e2=int(idx.kspace_encode_step_2),
+        slice=int(idx.slice), center_sample=int(acq.center_sample),
+        discard_pre=int(acq.discard_pre), discard_post=int(acq.discard_post),
+        data=np.asarray(acq.data, dtype=np.complex64), repetition=int(idx.repetition),
+        average=int(idx.average))
 
 
 def _encoding(xml: str, path: PathLike) -> EncodingInfo:

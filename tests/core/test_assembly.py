@@ -50,6 +50,7 @@ def test_flag_bits_follow_ismrmrd_numbering():
         assert not asm.is_imaging(bit(flag)), flag
     assert asm.is_imaging(0) and asm.is_imaging(bit(7) | bit(8))  # first/last in slice
     assert asm.flag_set(1 << 63, 64)
+    assert asm.is_navigation(bit(23)) and asm.is_phasecorr(bit(24)) and asm.is_dummyscan(bit(27))
 
 
 def test_separate_and_embedded_acs_and_noise():

@@ -14,7 +14,8 @@ import pytest
 
 from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.errors import InputFileError
-from contextmri_core.io.ismrmrd_reader import read_ismrmrd, records_from_table
+from contextmri_core.io.ismrmrd_reader import (
+    read_ismrmrd, record_from_acquisition, records_from_table)
 from contextmri_core.io.reader import read_scan
 
 NOISE, CAL, CAL_IMG, NAV = 19, 20, 21, 23
@@ -106,6 +107,10 @@ def test_vectorised_table_equals_ismrmrd_dataset(shepp_logan):
                 acq.flags, acq.idx.kspace_encode_step_1, acq.idx.slice, acq.idx.repetition,
                 acq.center_sample)
             np.testing.assert_array_equal(r.data, acq.data)
+            live = record_from_acquisition(acq)  # the path a gadget takes
+            np.testing.assert_array_equal(live.data, r.data)
+            assert {k: v for k, v in vars(live).items() if k != "data"} == {
+                k: v for k, v in vars(r).items() if k != "data"}
     finally:
         ds.close()
 
