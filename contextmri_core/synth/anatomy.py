@@ -48,7 +48,7 @@ def draw_lesions(
     max_count: int = 6,
 ) -> Tuple[Lesion, ...]:
     """With ``probability``, 1..max_count lesions centred in deep WM (template WM > 0.95)
-    inside ``z_range_head_mm`` (MNI z); radii 2-7 mm; each enhancing with probability 0.4."""
+    inside ``z_range_head_mm`` (MNI z); radii 2.5-8 mm; each enhancing with probability 0.4."""
     if not rng.uniform() < probability:
         return ()
     tpl = load_templates()
@@ -61,7 +61,7 @@ def draw_lesions(
     count = int(rng.integers(1, max_count + 1))
     picks = mm[rng.choice(mm.shape[0], size=count, replace=False)]
     return tuple(
-        Lesion(tuple(float(v) for v in c), tuple(float(r) for r in rng.uniform(2, 7, size=3)),
+        Lesion(tuple(float(v) for v in c), tuple(float(r) for r in rng.uniform(2.5, 8, size=3)),
                float(rng.uniform(0, 180)), bool(rng.uniform() < 0.4))
         for c in picks)
 

@@ -2,7 +2,7 @@
 
 A ``ProtocolSpec`` holds the clinical range of each parameter; ``draw_protocol`` picks values
 with an explicit generator (rounded as a scanner console shows them). FLAIR's TI is set to
-null CSF at the chosen TR and field strength (+-3 %), as a technologist's protocol does.
+null CSF at the chosen TR and field strength (+-1.5 %), as a technologist's protocol does.
 """
 
 from __future__ import annotations
@@ -98,6 +98,6 @@ def draw_protocol(
     ti = None
     if spec.inversion:
         csf_t1 = tissue_table(field_strength_t)["csf"].t1_ms
-        ti = _round(flair_null_ti_ms(csf_t1, tr) * rng.uniform(0.97, 1.03), 10.0)
+        ti = _round(flair_null_ti_ms(csf_t1, tr) * rng.uniform(0.985, 1.015), 10.0)
     return Protocol(spec.name, spec.protocol_name, spec.contrast, seq, tr, te, fa, ti, etl,
                     spec.contrast_agent)

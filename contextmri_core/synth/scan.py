@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 VENDOR = "contextmri-sim"
 GAMMA_HZ_PER_T = 42.577478518e6
+#: Readout duration (us): 1 / pixel bandwidth, i.e. 200 Hz/pixel.
+READOUT_DURATION_US = 5000.0
 
 
 @dataclass(frozen=True)
@@ -184,13 +186,18 @@ def _boxes(masks: np.ndarray) -> Tuple[LesionBox, ...]:
 
 
 def _slice_truth(subject, protocol, config, weights, array, bias, rng, z_mm):
-    """Object ``(E1, RO_os)``, normalised maps ``(C, E1, RO_os)``, fractions of one slice."""
+    """Object ``(E1, RO_os)``, normalised maps ``(C, E1, RO_os)``, fractions ``(T, E1, RO)``.
+
+    Tissue is evaluated on the reconstruction grid (the head fits its FOV) and zero-padded to
+    the oversampled readout, so the oversampling band holds air, as in a real brain scan."""
     n, ro_os = config.matrix, config.readout_samples
     px = config.fov_mm / n
-    frac = tissue_slice((n, ro_os), (px, px), z_mm, subject.slice_thickness_mm,
-                        subject.placement, subject.lesions)
-    obj = complex_object(magnitude(frac, weights), bias,
-                         fields.background_phase((n, ro_os), rng))
+    frac = tissue_slice((n, n), (px, px), z_mm, subject.slice_thickness_mm,
+                        subject.placement, subject.lesions)  # the head fits the recon FOV
+    start = ro_os // 2 - n // 2  # where crop_readout takes the recon columns from
+    pad = ((0, 0), (start, ro_os - n - start))
+    mag = np.pad(magnitude(frac, weights), pad)
+    obj = complex_object(mag, bias, fields.background_phase((n, ro_os), rng))
     phys = coil_mod.sensitivities(array, pixel_centres_mm(n, px), pixel_centres_mm(ro_os, px),
                                   z_mm)
     maps, shading = coil_mod.normalise(phys)
@@ -213,7 +220,7 @@ def simulate_scan(
                                            r_fields, z) for z in subject.slice_positions_mm))
     objs, maps = np.stack(objs), np.stack(maps)
     kspace = fft2c(maps * objs[:, None]).astype(np.complex64)
-    tissue = crop_readout(np.stack(fracs), n)
+    tissue = np.stack(fracs)
     image = crop_readout(objs, n)
     brain = tissue[:, tissue_index("wm")] + tissue[:, tissue_index("gm")] > 0.5
     level = float(np.mean(np.abs(image[brain]))) if brain.any() else 1.0
@@ -233,7 +240,8 @@ def simulate_scan(
         image=np.ascontiguousarray(image), coil_maps=np.ascontiguousarray(crop_readout(maps, n)),
         tissue=np.ascontiguousarray(tissue), lesion_masks=masks, boxes=_boxes(masks),
         pathology=pathology, metadata=_metadata(protocol, subject, config), protocol=protocol,
-        subject=subject, config=config, plan=plan, coil_names=array.names, noise_std=sigma)
+        subject=subject, config=config, plan=plan, coil_names=array.names, noise_std=sigma,
+        sample_time_us=round(READOUT_DURATION_US / config.readout_samples, 4))
 
 
 def simulate(
