@@ -34,6 +34,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from contextmri_core.data.encoding import EncodingInfo
+from contextmri_core.data.fftnp import crop_center, fftc, ifftc
 from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.data.scan import SliceData
 
@@ -130,26 +131,12 @@ def is_imaging(flags: int) -> bool:
     return not is_parallel_calibration(flags) or is_calibration_and_imaging(flags)
 
 
-def fft_c(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Centred orthonormal FFT along one axis."""
-    return np.fft.fftshift(np.fft.fft(np.fft.ifftshift(x, axes=axis), axis=axis, norm="ortho"),
-                           axes=axis)
-
-
-def ifft_c(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Centred orthonormal inverse FFT along one axis."""
-    return np.fft.fftshift(np.fft.ifft(np.fft.ifftshift(x, axes=axis), axis=axis, norm="ortho"),
-                           axes=axis)
-
-
 def remove_readout_oversampling(kspace: np.ndarray, recon_x: int) -> np.ndarray:
     """(..., RO_enc) k-space -> (..., recon_x): centred IFFT, crop the centre, FFT back."""
-    ro = kspace.shape[-1]
-    if recon_x >= ro:
+    if recon_x >= kspace.shape[-1]:
         return kspace.astype(np.complex64)
-    start = ro // 2 - recon_x // 2
-    image = ifft_c(kspace, axis=-1)[..., start:start + recon_x]
-    return fft_c(image, axis=-1).astype(np.complex64)
+    image = crop_center(ifftc(kspace, axes=(-1,)), recon_x)
+    return fftc(image, axes=(-1,)).astype(np.complex64)
 
 
 def recon_columns(ro_enc: int, recon_x: int) -> np.ndarray:

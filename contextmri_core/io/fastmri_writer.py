@@ -20,6 +20,8 @@ from typing import Any, Union
 
 import numpy as np
 
+from contextmri_core.data.fftnp import crop_center, ifftc
+
 from contextmri_core.errors import InputFileError
 from contextmri_core.io.ismrmrd_writer import build_header_xml
 
@@ -31,17 +33,10 @@ def fastmri_name(acquisition: str, index: int, anatomy: str = "brain") -> str:
     return f"file_{anatomy}_{acquisition}_sim{int(index):05d}.h5"
 
 
-def _ifft_centered(k: np.ndarray, axes) -> np.ndarray:
-    k = np.fft.ifftshift(k, axes=axes)
-    return np.fft.fftshift(np.fft.ifftn(k, axes=axes, norm="ortho"), axes=axes)
-
-
 def reconstruction_rss(kspace: np.ndarray, num_readout: int) -> np.ndarray:
     """RSS ``(S, RO, E1)`` float32 from fastMRI-ordered k-space ``(S, C, RO_os, E1)``: inverse
     FFT, centre ``num_readout`` readout samples, root-sum-of-squares over coils."""
-    img = _ifft_centered(kspace, axes=(-2, -1))
-    start = img.shape[-2] // 2 - num_readout // 2
-    img = img[..., start:start + num_readout, :]
+    img = crop_center(ifftc(kspace, axes=(-2, -1)), num_readout, axis=-2)
     return np.sqrt(np.sum(np.abs(img) ** 2, axis=1)).astype(np.float32)
 
 

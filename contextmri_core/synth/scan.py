@@ -15,6 +15,7 @@ from typing import Optional, Tuple
 import numpy as np
 from scipy import ndimage as ndi
 
+from contextmri_core.data.fftnp import crop_center, fftc, ifftc
 from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.errors import ConfigError
 from contextmri_core.synth import coils as coil_mod
@@ -144,20 +145,17 @@ class SimulatedScan:
 
 def fft2c(x: np.ndarray) -> np.ndarray:
     """Centred orthonormal 2D FFT over the last two axes (numpy)."""
-    x = np.fft.ifftshift(x, axes=(-2, -1))
-    return np.fft.fftshift(np.fft.fft2(x, axes=(-2, -1), norm="ortho"), axes=(-2, -1))
+    return fftc(x, axes=(-2, -1))
 
 
 def ifft2c(k: np.ndarray) -> np.ndarray:
     """Centred orthonormal inverse 2D FFT over the last two axes (numpy)."""
-    k = np.fft.ifftshift(k, axes=(-2, -1))
-    return np.fft.fftshift(np.fft.ifft2(k, axes=(-2, -1), norm="ortho"), axes=(-2, -1))
+    return ifftc(k, axes=(-2, -1))
 
 
 def crop_readout(x: np.ndarray, num: int) -> np.ndarray:
     """Centre ``num`` samples of the last axis (the readout)."""
-    start = x.shape[-1] // 2 - num // 2
-    return x[..., start:start + num]
+    return crop_center(x, num, axis=-1)
 
 
 def _metadata(protocol: Protocol, subject: Subject, config: SimConfig) -> ScanMetadata:
