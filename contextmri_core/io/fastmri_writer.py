@@ -21,7 +21,6 @@ from typing import Any, Union
 import numpy as np
 
 from contextmri_core.data.fftnp import crop_center, ifftc
-
 from contextmri_core.errors import InputFileError
 from contextmri_core.io.ismrmrd_writer import build_header_xml
 
