@@ -51,6 +51,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ContextMRIError as exc:
         logging.getLogger("contextmri").error("%s", exc)
         return 2
+    except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -223,6 +223,21 @@ def _slice_acquisitions(scan: Any, s: int, counter: int) -> Iterator[Any]:
         yield acq
 
 
+def _write_acquisitions(dset: Any, scan: Any) -> None:
+    """Header, noise scan, then every slice's lines (last one flagged last-in-measurement)."""
+    dset.write_xml_header(build_header_xml(scan).encode("utf-8"))
+    for acq in _noise_acquisitions(scan):
+        dset.append_acquisition(acq)
+    counter = 1
+    for s in range(scan.kspace.shape[0]):
+        acqs = list(_slice_acquisitions(scan, s, counter))
+        if s == scan.kspace.shape[0] - 1:
+            acqs[-1].flags |= _flag(FLAG_LAST_IN_MEASUREMENT)
+        for acq in acqs:
+            dset.append_acquisition(acq)
+        counter += len(acqs)
+
+
 def write_ismrmrd(path: Union[str, Path], scan: Any) -> Path:
     """Write ``scan`` to ``path`` (an MRD v1 .h5, group ``dataset``); overwrites the file.
 
@@ -234,18 +249,11 @@ def write_ismrmrd(path: Union[str, Path], scan: Any) -> Path:
     try:
         if path.exists():
             path.unlink()
-        with ismrmrd.Dataset(str(path), "dataset", create_if_needed=True) as dset:
-            dset.write_xml_header(build_header_xml(scan).encode("utf-8"))
-            for acq in _noise_acquisitions(scan):
-                dset.append_acquisition(acq)
-            counter = 1
-            for s in range(scan.kspace.shape[0]):
-                acqs = list(_slice_acquisitions(scan, s, counter))
-                if s == scan.kspace.shape[0] - 1:
-                    acqs[-1].flags |= _flag(FLAG_LAST_IN_MEASUREMENT)
-                for acq in acqs:
-                    dset.append_acquisition(acq)
-                counter += len(acqs)
+        dset = ismrmrd.Dataset(str(path), "dataset", create_if_needed=True)
+        try:  # ismrmrd 1.14's Dataset is no context manager
+            _write_acquisitions(dset, scan)
+        finally:
+            dset.close()
     except OSError as exc:
         raise InputFileError(path, f"cannot write the ISMRMRD file: {exc}") from exc
     logger.info("wrote %s (%s, %d slices)", path, scan.protocol.name, scan.kspace.shape[0])

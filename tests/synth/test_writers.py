@@ -59,8 +59,11 @@ def test_header_parses_with_the_ismrmrd_package(full):
 
 
 def _read_all(path):
-    with ismrmrd.Dataset(str(path), "dataset", create_if_needed=False) as dset:
+    dset = ismrmrd.Dataset(str(path), "dataset", create_if_needed=False)
+    try:  # no `with`: ismrmrd 1.14's Dataset is no context manager
         return [dset.read_acquisition(i) for i in range(dset.number_of_acquisitions())]
+    finally:
+        dset.close()
 
 
 def _is(acq, bit):
