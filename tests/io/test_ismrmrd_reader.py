@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -17,22 +16,12 @@ from contextmri_core.errors import InputFileError
 from contextmri_core.io.ismrmrd_reader import (
     read_ismrmrd, record_from_acquisition, records_from_table)
 from contextmri_core.io.reader import read_scan
+from tests.conftest import run_tool
 
 NOISE, CAL, CAL_IMG, NAV = 19, 20, 21, 23
 
 
-def run_tool(*args: str, cwd: Path) -> None:
-    assert shutil.which(args[0]), f"{args[0]} missing: install Debian's ismrmrd-tools"
-    subprocess.run(args, cwd=cwd, check=True, capture_output=True, timeout=120)
 
-
-@pytest.fixture(scope="session")
-def shepp_logan(tmp_path_factory) -> Path:
-    """8 coils, 256x256 (512 with 2x oversampling), R=2, 32 ACS lines, one noise scan."""
-    out = tmp_path_factory.mktemp("sl")
-    run_tool("ismrmrd_generate_cartesian_shepp_logan", "-C", "-a", "2", "-w", "32",
-             "-o", str(out / "sl.h5"), cwd=out)
-    return out / "sl.h5"
 
 
 def ifft2c(k: np.ndarray) -> np.ndarray:

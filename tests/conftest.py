@@ -1,0 +1,25 @@
+"""Shared fixtures: files made by real tools (Debian ismrmrd-tools), never downloaded."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+
+def run_tool(*args: str, cwd: Path) -> None:
+    """Run a Debian tool; fail (not skip) when it is missing: .ci/install installs it."""
+    assert shutil.which(args[0]), f"{args[0]} missing: run .ci/install (Debian ismrmrd-tools)"
+    subprocess.run(args, cwd=cwd, check=True, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def shepp_logan(tmp_path_factory) -> Path:
+    """Debian's ``ismrmrd_generate_cartesian_shepp_logan -C -a 2 -w 32``: 8 coils, 256x256
+    (512 with 2x oversampling), R=2, 32 ACS lines, one noise scan, ``/dataset/phantom``."""
+    out = tmp_path_factory.mktemp("sl")
+    run_tool("ismrmrd_generate_cartesian_shepp_logan", "-C", "-a", "2", "-w", "32",
+             "-o", str(out / "sl.h5"), cwd=out)
+    return out / "sl.h5"
