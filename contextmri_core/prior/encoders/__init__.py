@@ -1,0 +1,1 @@
+"""Condition encoders behind one interface: ``ScanMetadata`` list -> ``(B, L, D)`` tokens."""
