@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import List
+from typing import List, Optional
 
 import torch
 
@@ -68,3 +68,11 @@ def evenly_spaced(num_steps: int, num_train_timesteps: int = 1000) -> List[int]:
         raise ConfigError(f"num_steps must be in 1..{num_train_timesteps}, got {num_steps}")
     ts = torch.linspace(num_train_timesteps - 1, 0, num_steps).round().long().tolist()
     return [int(t) for t in ts]
+
+
+def complex_noise(shape, generator: Optional[torch.Generator], device=None) -> torch.Tensor:
+    """``N(0, 1)`` in the real and the imaginary part, complex64, drawn from ``generator``
+    (which must live on ``device``): the noise of the prior's 2 real channels."""
+    re = torch.randn(shape, generator=generator, device=device)
+    im = torch.randn(shape, generator=generator, device=device)
+    return torch.complex(re, im)

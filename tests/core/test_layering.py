@@ -10,11 +10,13 @@ IO_ONLY = {"h5py", "ismrmrd", "pydicom", "pynetdicom", "gadgetron"}
 OUTER = {"gadgets", "training"}
 # subpackage -> core subpackages it must not import
 FORBIDDEN = {
-    "data": {"physics", "recon", "synth", "io", "cli"},
-    "physics": {"recon", "synth", "io", "cli"},
+    "data": {"physics", "recon", "synth", "io", "cli", "prior", "sampling"},
+    "physics": {"recon", "synth", "io", "cli", "prior", "sampling"},
+    "prior": {"recon", "sampling", "synth", "io", "cli"},
+    "sampling": {"recon", "synth", "io", "cli"},
     "synth": {"recon", "io", "cli"},
     "recon": {"io", "cli", "synth"},
-    "io": {"recon", "cli"},
+    "io": {"recon", "cli", "sampling"},
 }
 
 

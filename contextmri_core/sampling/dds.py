@@ -1,0 +1,86 @@
+"""The Decomposed Diffusion Sampler (DDIM + CG data consistency), ContextMRI's form.
+
+For t from T down: ``x0 = (x_t - sqrt(1-a_t) eps)/sqrt(a_t)``; guard and mask ``x0`` to the
+coil-map support; ``x0 <- CG_k(I + xi A^H A, x0 + xi A^H y, init x0)``;
+``x_prev = sqrt(a_prev) x0 + c1 z + c2 eps``. Returns the last ``x0``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence, Tuple
+
+import torch
+
+from contextmri_core.errors import ConfigError
+from contextmri_core.sampling.ddim import complex_noise, ddim_noise_scales, ddim_update, predict_x0
+
+#: eps_fn(x_t (B,H,W) complex, t (B,) long) -> eps (B,H,W) complex (guidance already applied)
+EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: progress(step index from 0, number of steps, timestep)
+Progress = Callable[[int, int, int], None]
+
+
+@dataclass(frozen=True)
+class DDSConfig:
+    """DDS settings (paper defaults: 100 steps, eta 0.8, 5 CG iterations, xi 5, CFG 1-3).
+
+    ``clip``: loose guard on ``|x0|`` in units of the normalised image (true images reach
+    2.6-2.8x their 99th percentile; 0 disables). ``timesteps``: custom descending list.
+    """
+
+    steps: int = 50
+    eta: float = 0.8
+    cg_iterations: int = 5
+    xi: float = 5.0
+    guidance: float = 1.0
+    clip: float = 3.0
+    support_mask: bool = True
+    timesteps: Optional[Tuple[int, ...]] = None
+
+    def __post_init__(self) -> None:
+        checks = (("steps", self.steps >= 1, "use >= 1"), ("eta", 0 <= self.eta <= 1, "use 0..1"),
+                  ("cg_iterations", self.cg_iterations >= 0, "use >= 0"),
+                  ("xi", self.xi >= 0, "use >= 0"), ("guidance", self.guidance >= 0, "use >= 0"),
+                  ("clip", self.clip >= 0, "use >= 0 (0 = off)"))
+        for name, ok, fix in checks:
+            if not ok:
+                raise ConfigError(f"DDSConfig.{name}={getattr(self, name)!r} is invalid: {fix}")
+        if self.timesteps is not None and list(self.timesteps) != sorted(self.timesteps, reverse=True):
+            raise ConfigError("DDSConfig.timesteps must be strictly descending")
+
+
+def _guard(x0: torch.Tensor, clip: float, support: Optional[torch.Tensor]) -> torch.Tensor:
+    if clip > 0:
+        mag = x0.abs()
+        x0 = torch.where(mag > clip, x0 * (clip / mag.clamp_min(1e-12)), x0)
+    return x0 * support if support is not None else x0
+
+
+def dds_sample(
+    eps_fn: EpsFn,
+    dc: Callable[[torch.Tensor], torch.Tensor],
+    x_t: torch.Tensor,
+    alphas_cumprod: torch.Tensor,
+    timesteps: Sequence[int],
+    eta: float,
+    generator: Optional[torch.Generator] = None,
+    support: Optional[torch.Tensor] = None,
+    clip: float = 0.0,
+    progress: Optional[Progress] = None,
+) -> torch.Tensor:
+    """Run DDS from ``x_t`` (complex ``(B, H, W)``, usually pure noise at ``timesteps[0]``)."""
+    abar = alphas_cumprod.double().cpu()
+    x0 = x_t
+    n = len(timesteps)
+    for i, t in enumerate(timesteps):
+        a_t = float(abar[t])
+        a_prev = float(abar[timesteps[i + 1]]) if i + 1 < n else 1.0
+        eps = eps_fn(x_t, torch.full((x_t.shape[0],), int(t), device=x_t.device, dtype=torch.long))
+        x0 = dc(_guard(predict_x0(x_t, eps, a_t), clip, support))
+        c1, c2 = ddim_noise_scales(a_t, a_prev, eta)
+        z = complex_noise(x_t.shape, generator, x_t.device) if (c1 > 0 and i + 1 < n) else None
+        x_t = ddim_update(x0, eps, a_prev, c1, c2, z)
+        if progress is not None:
+            progress(i, n, int(t))
+    return x0
