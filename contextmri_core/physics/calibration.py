@@ -63,11 +63,28 @@ def calibration_box(mask: np.ndarray, acs_rows: Optional[np.ndarray] = None) -> 
     return _grow_box(mask)
 
 
+def _cap(sl: slice, limit: Optional[int]) -> slice:
+    """The central ``limit`` entries of ``sl`` (all of it when shorter or no limit)."""
+    n = sl.stop - sl.start
+    if limit is None or n <= limit:
+        return sl
+    start = sl.start + (n - limit) // 2
+    return slice(start, start + limit)
+
+
+#: Calibration rows used at most: a fully sampled scan would otherwise calibrate on all of
+#: k-space, which is slow and yields maps that cover the whole FOV (noise included), unlike
+#: the maps an accelerated scan gets from its ACS lines.
+MAX_CALIBRATION_ROWS = 32
+
+
 def calibration_data(
     kspace: np.ndarray, mask: np.ndarray, acs: Optional[np.ndarray] = None,
-    acs_rows: Optional[np.ndarray] = None,
+    acs_rows: Optional[np.ndarray] = None, max_rows: Optional[int] = MAX_CALIBRATION_ROWS,
 ) -> np.ndarray:
-    """The ACS block ``(C, n_rows, n_cols)`` from separate/embedded ACS data or the mask."""
+    """The ACS block ``(C, n_rows, n_cols)`` from separate/embedded ACS data or the mask,
+    at most ``max_rows`` central rows."""
     rows, cols = calibration_box(mask, acs_rows)
+    rows = _cap(rows, max_rows)
     source = acs if (acs is not None and acs_rows is not None and np.asarray(acs_rows).any()) else kspace
     return np.ascontiguousarray(source[:, rows, cols])

@@ -90,3 +90,15 @@ def prepare_slices(
 def prepare_scan(scan: RawScan, cfg: PrepConfig = PrepConfig()) -> SliceBatch:
     """All slices of a scan, using its noise scan for prewhitening when present."""
     return prepare_slices(scan.slices, scan.noise, cfg)
+
+
+def mvue_targets(batch: SliceBatch, image_size: Tuple[int, int], percentile: float = 0.99):
+    """Training targets as ContextMRI makes them: MVUE of the (fully sampled) k-space with the
+    batch's maps, centre-cropped to ``image_size`` and divided by its ``percentile`` of ``|x|``.
+
+    Returns ``(x (B, H, W) complex64, scale (B,))``.
+    """
+    from contextmri_core.physics.mvue import center_crop, mvue, normalise
+
+    image = center_crop(mvue(batch.kspace * batch.mask.unsqueeze(1), batch.maps), image_size)
+    return normalise(image, percentile)
