@@ -13,6 +13,7 @@ import torch
 
 from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.errors import ConfigError
+from contextmri_core.physics.cg import conjugate_gradient
 from contextmri_core.physics.linop import Sense
 from contextmri_core.physics.mvue import percentile_scale
 from contextmri_core.prior.model import DiffusionPrior
@@ -113,7 +114,7 @@ class DiffusionReconstructor:
         mask = mask.to(self.device, torch.float32).reshape(-1, *mask.shape[-2:])
         mask = mask.expand(b, -1, -1) if mask.shape[0] == 1 else mask
         y = kspace.to(self.device) * mask.unsqueeze(1)
-        scale = self._scale(y, maps)
+        scale = self._scale(y, maps, mask)
         y = y / scale.reshape(-1, 1, 1, 1)
         gen = torch.Generator(device=self.device).manual_seed(self.config.seed)
         mean, std = ensemble(lambda k: self._chunks(y, mask, maps, metadata, gen),
@@ -124,13 +125,13 @@ class DiffusionReconstructor:
                            info={"steps": len(self._timesteps()), "guidance": self.config.dds.guidance,
                                  "scale": scale.cpu()})
 
-    def _scale(self, y: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
-        """Normalisation as in training: the 99th percentile of the zero-filled SENSE-combined
-        image ``A^H y / sum|S|^2`` (per slice)."""
-        combined = Sense(maps, torch.ones(y.shape[-2:], device=y.device)).adjoint(y)
-        den = torch.sum(maps.abs() ** 2, dim=1)
-        zf = torch.where(den > 0, combined / den.clamp_min(1e-8), torch.zeros_like(combined))
-        return percentile_scale(zf, self.prior.normalisation.percentile)
+    def _scale(self, y: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The normalisation of training (``percentile`` of ``|x|``), estimated from a quick
+        CG-SENSE image of the undersampled data (the zero-filled image's percentile is biased
+        by aliasing)."""
+        op = Sense(maps, mask)
+        rough = conjugate_gradient(lambda v: op.normal(v) + 1e-2 * v, op.adjoint(y), n_iter=10)
+        return percentile_scale(rough, self.prior.normalisation.percentile)
 
     def _chunks(self, y, mask, maps, metadata, gen) -> torch.Tensor:
         n = self.config.batch_size
