@@ -49,13 +49,15 @@ def calibration_box(mask: np.ndarray, acs_rows: Optional[np.ndarray] = None) -> 
     """Largest centred rectangle of fully sampled k-space, as ``(row slice, column slice)``.
 
     ``mask``: ``(ky, kx)`` (1 = acquired). ``acs_rows``: rows flagged as calibration data by
-    the scanner, if any (then the rows are the central run of those flags and the box spans
-    the readout). With 1D undersampling the box spans the whole readout; with 2D (Poisson)
+    the scanner, if any (then the rows are the central run of flagged or fully sampled rows
+    and the box spans the readout). With 1D undersampling the box spans the whole readout; with 2D (Poisson)
     masks it is the fully sampled central block.
     """
     mask = np.asarray(mask) > 0
     if acs_rows is not None and np.asarray(acs_rows).any():
-        rows = _central_run(np.asarray(acs_rows, dtype=bool))
+        # flagged ACS rows plus fully sampled imaging rows (a fully sampled scan flags only a
+        # few central lines, but all of its lines can calibrate)
+        rows = _central_run(np.asarray(acs_rows, dtype=bool) | mask.all(axis=1))
         return rows, slice(0, mask.shape[1])
     full_rows = mask.all(axis=1)
     if full_rows[mask.shape[0] // 2]:  # 1D undersampling: whole readout lines
@@ -86,5 +88,7 @@ def calibration_data(
     at most ``max_rows`` central rows."""
     rows, cols = calibration_box(mask, acs_rows)
     rows = _cap(rows, max_rows)
-    source = acs if (acs is not None and acs_rows is not None and np.asarray(acs_rows).any()) else kspace
+    source = kspace
+    if acs is not None and acs_rows is not None and np.asarray(acs_rows).any():
+        source = np.where(np.asarray(acs_rows, dtype=bool)[None, :, None], acs, kspace)
     return np.ascontiguousarray(source[:, rows, cols])

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
-from contextmri_core.prior.model import DiffusionPrior
 from contextmri_core.prior.schedule import complex_noise
+
+#: eps_fn(x_t (B,H,W) complex, t (B,) long) -> predicted noise (B,H,W) complex
+EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def epsilon_loss(
-    prior: DiffusionPrior, x0: torch.Tensor, cond: torch.Tensor,
+    eps_fn: EpsFn, alphas_cumprod: torch.Tensor, x0: torch.Tensor,
     generator: Optional[torch.Generator] = None,
 ) -> torch.Tensor:
-    """``E_t,n ||eps(sqrt(a_t) x0 + sqrt(1-a_t) n, t, cond) - n||^2`` over both channels, with
-    ``t ~ U{0..T-1}`` and complex noise ``n`` from ``generator``; ``x0`` complex ``(B, H, W)``."""
+    """``E_t,n ||eps(sqrt(a_t) x0 + sqrt(1-a_t) n, t) - n||^2`` averaged over both channels,
+    ``t ~ U{0..T-1}``, complex noise ``n`` from ``generator`` (on ``x0``'s device);
+    ``x0`` complex ``(B, H, W)``."""
     b = x0.shape[0]
-    t = torch.randint(0, prior.schedule.num_train_timesteps, (b,), generator=generator,
-                      device=x0.device)
+    t = torch.randint(0, alphas_cumprod.shape[0], (b,), generator=generator, device=x0.device)
     noise = complex_noise(x0.shape, generator, x0.device)
-    a = prior.alphas_cumprod[t].reshape(b, 1, 1)
+    a = alphas_cumprod.to(x0.device)[t].reshape(b, 1, 1)
     xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-    pred = prior.eps(xt, t, cond)
-    return torch.mean(torch.abs(pred - noise) ** 2) / 2
+    return torch.mean(torch.abs(eps_fn(xt, t) - noise) ** 2) / 2

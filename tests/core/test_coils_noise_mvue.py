@@ -49,9 +49,14 @@ def test_calibration_box_detects_width_not_assumed():
     assert rows.stop - rows.start >= 18 and cols.stop - cols.start >= 20
     assert m2[rows, cols].all()
     flags = np.zeros(256, bool)
-    flags[100:132] = True  # flagged separate ACS: use exactly those rows
+    flags[100:132] = True  # flagged separate ACS rows (and any fully sampled rows next to them)
     rows, _ = calibration_box(m1, acs_rows=flags)
-    assert (rows.start, rows.stop) == (100, 132)
+    assert rows.start <= 100 and rows.stop >= 132 and m1[rows].all(axis=1)[~flags[rows]].all()
+    full = np.ones((64, 48))
+    flags = np.zeros(64, bool)
+    flags[30:35] = True  # a fully sampled scan flags 5 central lines: all 64 rows calibrate
+    rows, _ = calibration_box(full, acs_rows=flags)
+    assert (rows.start, rows.stop) == (0, 64)
 
 
 def test_prewhitening_gives_identity_covariance():

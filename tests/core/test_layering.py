@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 CORE = Path(__file__).resolve().parents[2] / "contextmri_core"
-IO_ONLY = {"h5py", "ismrmrd", "pydicom", "pynetdicom", "gadgetron"}
+IO_ONLY = {"h5py", "ismrmrd", "pydicom", "pynetdicom", "gadgetron", "safetensors", "yaml"}
 OUTER = {"gadgets", "training"}
 # subpackage -> core subpackages it must not import
 FORBIDDEN = {

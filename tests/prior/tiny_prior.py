@@ -52,7 +52,7 @@ def train_tiny(x: torch.Tensor, meta: List[ScanMetadata], seconds: float, seed: 
         idx = torch.randint(0, x.shape[0], (batch,), generator=g)
         drop, fields = prior.encoder.dropout_mask(batch, g)
         cond = prior.encoder([meta[i] for i in idx], drop, fields)
-        loss = epsilon_loss(prior, x[idx], cond, g)
+        loss = epsilon_loss(lambda xt, t: prior.eps(xt, t, cond), prior.alphas_cumprod, x[idx], g)
         opt.zero_grad()
         loss.backward()
         opt.step()
