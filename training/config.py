@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import yaml
 
@@ -39,6 +39,11 @@ class FitConfig:
     sample_every: int = 0  # 0: sample images only with each checkpoint
     max_minutes: float = 0.0  # 0: no wall-time limit
     init_from: Optional[str] = None  # fine-tuning: start from this checkpoint
+    lora_rank: int = 0  # > 0: train only LoRA adapters on the attention projections
+    lora_alpha: float = 4.0
+    ood_data: Optional[str] = None  # shards of an out-of-distribution set to mix in
+    ood_ratio: float = 0.0  # fraction of every batch drawn from ood_data
+    t_window: Optional[List[int]] = None  # [lo, hi]: train only these timesteps
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
@@ -49,6 +54,12 @@ class FitConfig:
                 raise ConfigError(f"fit.{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"fit.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0 <= self.ood_ratio < 1 or (self.ood_ratio > 0 and not self.ood_data):
+            raise ConfigError("fit.ood_ratio must be in [0, 1) and needs fit.ood_data")
+        if self.t_window is not None and not (len(self.t_window) == 2 and 0 <= self.t_window[0] <= self.t_window[1]):
+            raise ConfigError(f"fit.t_window must be [lo, hi] with 0 <= lo <= hi, got {self.t_window}")
+        if self.lora_rank < 0:
+            raise ConfigError(f"fit.lora_rank must be >= 0, got {self.lora_rank}")
         if self.precision not in ("bf16", "fp16", "fp32"):
             raise ConfigError(f"fit.precision {self.precision!r}: use bf16, fp16 or fp32")
 

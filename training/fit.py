@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import torch
+import yaml
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from contextmri_core.data.metadata import ScanMetadata
@@ -31,6 +32,7 @@ from contextmri_core.prior.encoders.factory import EncoderConfig
 from contextmri_core.prior.loss import epsilon_loss
 from training import distributed
 from training.config import FitConfig, load_config
+from training.lora import add_lora, merge_lora
 from training.samples import save_samples
 
 log = logging.getLogger("training.fit")
@@ -104,6 +106,11 @@ class Trainer:
         x, self.meta, _ = load_shards(list_shards(cfg.data))
         self.data = TensorDataset(x, torch.arange(x.shape[0]))
         self.prior = _build(cfg, tuple(x.shape[-2:]), d.device)
+        if cfg.lora_rank > 0:
+            self.prior.encoder.requires_grad_(False)
+            add_lora(self.prior.unet, cfg.lora_rank, cfg.lora_alpha,
+                     torch.Generator().manual_seed(cfg.seed))
+        self.ood = load_shards(list_shards(cfg.ood_data))[:2] if cfg.ood_data else None
         self.ema = copy.deepcopy(self.prior).eval().requires_grad_(False)
         params = [p for p in self.prior.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -127,12 +134,14 @@ class Trainer:
         cfg, dev = self.cfg, self.d.device
         for group in self.opt.param_groups:
             group["lr"] = _lr(cfg, self.step)
-        meta, drop, fields = _dropouts(self.prior, [self.meta[i] for i in idx.tolist()], cfg, self.g)
+        x, meta = self._mix_ood(x, [self.meta[i] for i in idx.tolist()])
+        meta, drop, fields = _dropouts(self.prior, meta, cfg, self.g)
         drop = drop.to(dev)
         fields = fields.to(dev) if fields is not None else None
         with _autocast(cfg, dev):
             loss = epsilon_loss(lambda xt, t: self.model(xt, t, meta, drop, fields),
-                                self.prior.alphas_cumprod, x.to(dev), self.g if dev.type == "cpu" else None)
+                                self.prior.alphas_cumprod, x.to(dev), self.g if dev.type == "cpu" else None,
+                                t_range=tuple(cfg.t_window) if cfg.t_window else None)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.opt)
@@ -144,13 +153,23 @@ class Trainer:
         self.seen.extend(idx.tolist())
         return float(loss.detach())
 
+    def _mix_ood(self, x: torch.Tensor, meta: List[ScanMetadata]):
+        """Replace the last ``round(ood_ratio * B)`` samples by out-of-distribution ones."""
+        n = int(round(self.cfg.ood_ratio * x.shape[0])) if self.ood is not None else 0
+        if n == 0:
+            return x, meta
+        ox, ometa = self.ood
+        pick = torch.randint(0, ox.shape[0], (n,), generator=self.g)
+        return torch.cat([x[:-n], ox[pick]]), meta[:-n] + [ometa[i] for i in pick.tolist()]
+
     def save(self) -> None:
         """Rank 0: the EMA prior as a checkpoint + the training state for resuming."""
         if not self.d.is_main:
             return
         out = Path(self.cfg.out)
         self.ema.info.update(self.provenance())
-        save_prior(self.ema, out / "model", overwrite=True)
+        save_prior(merge_lora(self.ema) if self.cfg.lora_rank else self.ema, out / "model",
+                   overwrite=True)
         state = {"step": self.step, "epoch": self.epoch, "opt": self.opt.state_dict(),
                  "prior": self.prior.state_dict(), "ema": self.ema.state_dict(),
                  "elapsed": self.elapsed, "config": self.cfg.to_dict()}
@@ -229,12 +248,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[List[str]] = None, extra_yaml: str = "",
+         base_config: Optional[str] = None) -> int:
+    """``extra_yaml``/``base_config``: settings from ``training.finetune`` (flags win)."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S")
     overrides = {k: v for k, v in vars(args).items() if k not in ("config", "no_resume")}
-    cfg = load_config(args.config, overrides)
+    overrides = {**(yaml.safe_load(extra_yaml) or {}), **{k: v for k, v in overrides.items() if v is not None}}
+    cfg = load_config(args.config or base_config, overrides)
     d = distributed.setup()
     try:
         Path(cfg.out).mkdir(parents=True, exist_ok=True)

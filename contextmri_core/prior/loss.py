@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import torch
 
@@ -14,13 +14,15 @@ EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def epsilon_loss(
     eps_fn: EpsFn, alphas_cumprod: torch.Tensor, x0: torch.Tensor,
-    generator: Optional[torch.Generator] = None,
+    generator: Optional[torch.Generator] = None, t_range: Optional[Tuple[int, int]] = None,
 ) -> torch.Tensor:
     """``E_t,n ||eps(sqrt(a_t) x0 + sqrt(1-a_t) n, t) - n||^2`` averaged over both channels,
     ``t ~ U{0..T-1}``, complex noise ``n`` from ``generator`` (on ``x0``'s device);
-    ``x0`` complex ``(B, H, W)``."""
+    ``x0`` complex ``(B, H, W)``; ``t_range`` ``(lo, hi)`` restricts t to a noise-level window
+    (fine-tuning only part of the trajectory)."""
     b = x0.shape[0]
-    t = torch.randint(0, alphas_cumprod.shape[0], (b,), generator=generator, device=x0.device)
+    lo, hi = t_range if t_range is not None else (0, alphas_cumprod.shape[0] - 1)
+    t = torch.randint(int(lo), int(hi) + 1, (b,), generator=generator, device=x0.device)
     noise = complex_noise(x0.shape, generator, x0.device)
     a = alphas_cumprod.to(x0.device)[t].reshape(b, 1, 1)
     xt = a.sqrt() * x0 + (1 - a).sqrt() * noise

@@ -164,3 +164,22 @@ def test_condition_width_mismatch_is_refused(tmp_path, no_network):
     write_published(tmp_path, cross_attention_dim=64, encoder_hid_dim=64)
     with pytest.raises(CheckpointError, match="width 64 but text_encoder/ gives 32"):
         load_official(tmp_path)
+
+
+def test_a_published_layout_model_runs_a_dds_step(published, no_network):
+    """The official-layout loader feeds the Reconstructor: one DDS step (CFG 2 -> the network
+    sees cond and uncond CLIP tokens in one batch) on a 2-slice, 4-coil, x4 problem."""
+    from contextmri_core.data.metadata import ScanMetadata
+    from contextmri_core.physics.masks import make_mask
+    from contextmri_core.recon.diffusion import DiffusionReconConfig, DiffusionReconstructor
+    from contextmri_core.sampling.dds import DDSConfig
+    from tests.phantom import phantom
+
+    prior = load_official(published[0])
+    img, maps, ksp = phantom(24, 24, 4)
+    mask = torch.from_numpy(make_mask("uniform1d:4:0.4", (24, 24), seed=0))
+    meta = [ScanMetadata(anatomy="knee", contrast="PDFS", slice_index=i, tr_ms=3000.0) for i in (3, 4)]
+    recon = DiffusionReconstructor(prior, DiffusionReconConfig(dds=DDSConfig(steps=1, guidance=2.0)))
+    out = recon(torch.stack([ksp, ksp]), mask, torch.stack([maps, maps]), meta)
+    assert out.image.shape == (2, 24, 24) and torch.isfinite(out.image).all()
+    assert out.info["steps"] == 1

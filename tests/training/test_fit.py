@@ -108,3 +108,22 @@ def test_loss_falls_in_a_short_cpu_run(shards):
         losses.append(t.train_step(t.data.tensors[0][idx], idx))
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
     assert last < 0.7 * first, (first, last)
+
+
+def test_finetune_with_lora_ood_mix_and_noise_window_saves_a_plain_checkpoint(shards):
+    base = shards / "base"
+    r = run(["-m", "training.fit", "--config", str(shards / "fit.yaml"), "--data",
+             str(shards / "shards"), "--out", str(base), "--steps", "2"])
+    assert r.returncode == 0, r.stderr
+    out = shards / "ft"
+    r = run(["-m", "training.finetune", "--init-from", str(base / "model"), "--data",
+             str(shards / "shards"), "--out", str(out), "--steps", "3", "--batch-size", "2",
+             "--lora-rank", "2", "--ood-data", str(shards / "shards"), "--ood-ratio", "0.5",
+             "--t-window", "0", "300"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    tuned, before = load_prior(out / "model"), load_prior(base / "model")
+    assert tuned.info["fit_config"]["lora_rank"] == 2 and tuned.info["fit_config"]["lr"] == 1e-5
+    assert set(tuned.unet.state_dict()) == set(before.unet.state_dict())  # LoRA merged away
+    changed = [k for k, v in tuned.unet.state_dict().items() if not torch.equal(v, before.unet.state_dict()[k])]
+    assert changed and all(any(t in k for t in ("to_q", "to_k", "to_v", "add_k_proj", "add_v_proj"))
+                           for k in changed)
