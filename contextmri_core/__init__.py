@@ -13,4 +13,10 @@ Layering (dependencies point downwards only; enforced by ``tests/core/test_layer
 Complex data is complex64, k-space of one slice is ``(coils, ky, kx)``; batches prepend ``B``.
 """
 
+import os as _os
+
+# Nothing may download weights at run time: every model loads from local paths only. Set
+# before transformers/diffusers/huggingface_hub are imported anywhere in the process.
+_os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 __version__ = "0.1.0"
