@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "simulate": "contextmri_core.cli.simulate",
     "info": "contextmri_core.cli.info",
     "demo": "contextmri_core.cli.demo",
+    "serve": "contextmri_core.cli.serve",
 }
 
 

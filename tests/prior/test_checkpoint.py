@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 
 from contextmri_core.data.metadata import ScanMetadata  # noqa: E402
 from contextmri_core.errors import ContextMRIError, InputFileError  # noqa: E402
-from contextmri_core.prior import checkpoint  # noqa: E402
+from contextmri_core.io import checkpoint  # noqa: E402
 from contextmri_core.prior.build import new_prior  # noqa: E402
 from contextmri_core.io.checkpoint import CheckpointError, load_prior, save_prior  # noqa: E402
 from contextmri_core.prior.encoders.clip import ClipEncoderConfig  # noqa: E402

@@ -1,0 +1,216 @@
+"""Reconstruction of a live acquisition stream as pure generator stages (STYLE habit 8).
+
+``records -> assemble -> batches -> reconstruct_batches -> SliceOutcome``; the Gadgetron
+gadgets, the stream server and file replay chain the same stages. Nothing here touches a
+socket or ismrmrd: the wire lives in ``contextmri_core.io.mrd_stream``.
+
+The stream is assembled at its end (CLOSE): a 2D scan is small, and repetitions, separate
+ACS lines and interleaved slices are only complete then. Slices are reconstructed in batches
+of ``batch_size`` in ascending slice order, exactly as an in-process ``DiffusionReconstructor``
+call over the whole scan would (same seed, same chunks, same images). When the primary
+reconstructor fails, the classical fallback (CG-SENSE by default) reconstructs the batch and
+each outcome carries the error text, which the caller must report (ERROR frame).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from contextmri_core.data.assembly import AcqRecord, assemble_slices
+from contextmri_core.data.encoding import EncodingInfo, parse_encoding
+from contextmri_core.data.header import parse_header
+from contextmri_core.data.metadata import ScanMetadata
+from contextmri_core.data.prompt import build_prompt
+from contextmri_core.data.scan import SliceData
+from contextmri_core.errors import ConfigError
+from contextmri_core.recon.base import Reconstructor
+from contextmri_core.recon.classical import SenseRecon, ZeroFilledRecon
+from contextmri_core.recon.prepare import PrepConfig, prepare_slices
+
+log = logging.getLogger(__name__)
+METHODS = ("dds", "dps", "sense", "zero_filled")
+FALLBACKS = ("sense", "zero_filled", "none")
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """Settings of a streamed reconstruction; pipeline XML properties, FIRE JSON parameters
+    and CLI flags all map onto this dataclass (:meth:`from_properties`)."""
+
+    model: Optional[str] = None  # checkpoint directory; None = the shipped default model
+    method: str = "dds"  # dds | dps | sense | zero_filled
+    steps: int = 25
+    guidance: float = 1.0
+    seed: int = 0
+    batch_size: int = 4
+    ensemble: int = 1  # > 1 adds the per-pixel standard deviation (uncertainty) series
+    device: str = "auto"  # auto = cuda when present, else cpu
+    anatomy: Optional[str] = None
+    phase: bool = False
+    prewhiten: bool = True
+    fallback: str = "sense"  # sense | zero_filled | none
+    repetition: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        checks = (("method", self.method in METHODS, f"use one of {METHODS}"),
+                  ("fallback", self.fallback in FALLBACKS, f"use one of {FALLBACKS}"),
+                  ("steps", self.steps >= 1, "use >= 1"),
+                  ("batch_size", self.batch_size >= 1, "use >= 1"),
+                  ("ensemble", self.ensemble >= 1, "use >= 1"))
+        for name, ok, fix in checks:
+            if not ok:
+                raise ConfigError(f"{name}={getattr(self, name)!r} is invalid: {fix}")
+
+    @classmethod
+    def from_properties(cls, props: Mapping[str, Any], base: Optional["StreamSettings"] = None
+                        ) -> "StreamSettings":
+        """Settings from string properties (names as the fields, ``-`` or ``_``); unknown
+        names are logged and ignored, values that do not convert raise ``ConfigError``."""
+        base = base or cls()
+        known = {f.name: f for f in fields(cls)}
+        changes = {}
+        for raw_name, value in props.items():
+            name = str(raw_name).replace("-", "_").lower()
+            if name not in known:
+                log.info("property %r is not a contextmri setting; ignored", raw_name)
+                continue
+            changes[name] = _convert(name, type(getattr(base, name)), value, known[name].default)
+        return dataclasses.replace(base, **changes)
+
+    def resolved_device(self) -> str:
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
+
+def _convert(name: str, kind: type, value: Any, default: Any) -> Any:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+        return None if default is None or kind is type(None) else default
+    try:
+        if isinstance(default, bool) or kind is bool:
+            if isinstance(value, str):
+                text = value.strip().lower()
+                if text not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return text in ("true", "1", "yes")
+            return bool(value)
+        if isinstance(default, int) or name == "repetition":
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name}={value!r} is not a valid "
+                          f"{type(default).__name__ if default is not None else 'value'}") from exc
+
+
+@dataclass(frozen=True)
+class SliceOutcome:
+    """One reconstructed slice: ``image (ny, nx)`` complex64 in the data's intensity scale."""
+
+    slice_index: int
+    image: np.ndarray
+    metadata: ScanMetadata
+    method: str
+    uncertainty: Optional[np.ndarray] = None
+    error: Optional[str] = None
+    attributes: dict = field(default_factory=dict)
+
+    @property
+    def fallback(self) -> bool:
+        return self.error is not None
+
+
+def assemble(records: Iterable[AcqRecord], header_xml: "str | bytes", settings: StreamSettings,
+             encoding: Optional[EncodingInfo] = None
+             ) -> Tuple[Tuple[SliceData, ...], Optional[np.ndarray], EncodingInfo]:
+    """Drain ``records`` and assemble the scan: (slices, noise (C, N) or None, encoding)."""
+    xml = header_xml.decode("utf-8", "replace") if isinstance(header_xml, bytes) else header_xml
+    enc = encoding or parse_encoding(xml)
+    meta = parse_header(xml, anatomy_override=settings.anatomy)
+    slices, noise = assemble_slices(list(records), enc, meta, repetition=settings.repetition)
+    log.info("assembled %d slices (%d coils, k-space %s), noise scan: %s", len(slices),
+             slices[0].num_coils, slices[0].kspace.shape[1:], noise is not None)
+    return slices, noise, enc
+
+
+def batches(items: Sequence[Any], size: int) -> Iterator[List[Any]]:
+    """Consecutive chunks of ``size`` items."""
+    for i in range(0, len(items), size):
+        yield list(items[i:i + size])
+
+
+def fallback_reconstructor(settings: StreamSettings) -> Optional[Reconstructor]:
+    return {"sense": SenseRecon(), "zero_filled": ZeroFilledRecon()}.get(settings.fallback)
+
+
+def reconstruct_batches(groups: Iterable[List[SliceData]], noise: Optional[np.ndarray],
+                        primary: Callable[[], Reconstructor], settings: StreamSettings
+                        ) -> Iterator[SliceOutcome]:
+    """Prepare (prewhitening, ESPIRiT) and reconstruct each group of slices.
+
+    ``primary`` is called per batch (so a model that fails to load falls back like a
+    sampler that fails). When the preparation itself fails (e.g. too few ACS lines for
+    ESPIRiT) the fallback is the zero-filled RSS image, which needs no coil maps.
+    """
+    prep = PrepConfig(prewhiten=settings.prewhiten, device=settings.resolved_device())
+    for group in groups:
+        try:
+            batch = prepare_slices(group, noise, prep)
+        except Exception as exc:  # noqa: BLE001 - e.g. too few ACS lines for ESPIRiT
+            if settings.fallback == "none":
+                raise
+            log.exception("preparation failed; sending zero-filled images instead")
+            yield from _outcomes(group, _zero_filled(group), f"{type(exc).__name__}: {exc}",
+                                 settings)
+            continue
+        args = (batch.kspace, batch.mask, batch.maps, batch.metadata)
+        error, result = None, None
+        try:
+            result = primary()(*args)
+        except Exception as exc:  # noqa: BLE001 - reported to the peer, then the fallback
+            error = f"{type(exc).__name__}: {exc}"
+            log.exception("reconstruction failed on slices %s; falling back to %s",
+                          [s.metadata.slice_index for s in group], settings.fallback)
+            backup = fallback_reconstructor(settings)
+            if backup is None:
+                raise
+            result = backup(*args)
+        yield from _outcomes(group, result, error, settings)
+
+
+def _zero_filled(group: List[SliceData]) -> Any:
+    """Zero-filled RSS of raw slices (needs no coil maps: the last-resort fallback)."""
+    kspace = torch.from_numpy(np.stack([s.kspace for s in group]))
+    mask = torch.from_numpy(np.stack([s.mask for s in group]).astype(np.float32))
+    return ZeroFilledRecon()(kspace, mask, torch.ones_like(kspace))
+
+
+def _outcomes(group: List[SliceData], result: Any, error: Optional[str],
+              settings: StreamSettings) -> Iterator[SliceOutcome]:
+    images = result.image.detach().cpu().numpy().astype(np.complex64)
+    unc = None if result.uncertainty is None else result.uncertainty.detach().cpu().numpy()
+    info = result.info or {}
+    for i, sl in enumerate(group):
+        attrs = {"prompt": build_prompt(sl.metadata), "method": result.method,
+                 "guidance": info.get("guidance"), "steps": info.get("steps"),
+                 "model": settings.model or "default", "seed": settings.seed}
+        if error is not None:
+            attrs["fallback_reason"] = error
+        yield SliceOutcome(slice_index=int(sl.metadata.slice_index or 0), image=images[i],
+                           metadata=sl.metadata, method=result.method, error=error,
+                           uncertainty=None if unc is None else unc[i], attributes=attrs)
+
+
+def recon_stream(records: Iterable[AcqRecord], header_xml: "str | bytes",
+                 settings: StreamSettings, primary: Callable[[], Reconstructor],
+                 encoding: Optional[EncodingInfo] = None) -> Iterator[SliceOutcome]:
+    """The whole chain: records in, one :class:`SliceOutcome` per slice out (ascending)."""
+    slices, noise, _ = assemble(records, header_xml, settings, encoding)
+    yield from reconstruct_batches(batches(slices, settings.batch_size), noise, primary, settings)
