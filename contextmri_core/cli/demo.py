@@ -39,7 +39,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="mask spec: uniform1d:R, random:R:CF, equispaced:R:CF, poisson2d:R")
     p.add_argument("--model", type=Path, default=None,
                    help="prior checkpoint directory (default: the shipped default model)")
-    p.add_argument("--steps", type=int, default=25, help="DDS steps (default 25)")
+    p.add_argument("--steps", type=int, default=50, help="DDS steps (default 50)")
     p.add_argument("--guidance", type=float, default=1.0, help="CFG scale (0 = unconditional)")
     p.add_argument("--no-dds", action="store_true", help="classical reconstructions only")
     p.set_defaults(func=run)

@@ -40,7 +40,7 @@ def x4(tmp_path_factory):
 def test_dds_beats_zero_filled_by_a_clear_margin(prior, x4):
     ref, b = x4
     zf = score_slices(ZeroFilledRecon()(b.kspace, b.mask, b.maps).image, ref)
-    recon = DiffusionReconstructor(prior, DiffusionReconConfig(dds=DDSConfig(steps=25)))
+    recon = DiffusionReconstructor(prior, DiffusionReconConfig(dds=DDSConfig(steps=30)))
     dds = score_slices(recon(b.kspace, b.mask, b.maps, b.metadata).image, ref)
     print(f"x4 zero-filled {zf}, DDS {dds}")
     assert dds["psnr"] > zf["psnr"] + 3.0
