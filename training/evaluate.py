@@ -39,7 +39,9 @@ def evaluate_file(path: Path, recon: DiffusionReconstructor, masks: List[str],
                   guidances: List[float], max_slices: int, seed: int):
     """Rows ``{file, mask, method, psnr, ssim, seconds}`` and one figure column set per mask."""
     scan = read_scan(path)
-    scan_slices = scan.slices[:max_slices] if max_slices else scan.slices
+    mid = len(scan.slices) // 2
+    scan_slices = (scan.slices[max(mid - max_slices // 2, 0):][:max_slices] if max_slices
+                   else scan.slices)
     full = prepare_scan(type(scan)(**{**scan.__dict__, "slices": tuple(scan_slices)}))
     ref = mvue(full.kspace, full.maps)
     rows, figures = [], {}
@@ -82,7 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", default="uniform1d:4,uniform1d:8", help="comma-separated mask specs")
     p.add_argument("--guidance", default="0,1,2", help="comma-separated CFG scales")
     p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--max-slices", type=int, default=0, help="slices per file (0 = all)")
+    p.add_argument("--max-slices", type=int, default=0,
+                   help="evaluate only this many central slices per file (0 = all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p
