@@ -26,3 +26,12 @@ class ConfigError(ContextMRIError):
 
 class ShapeError(ContextMRIError, ValueError):
     """Arrays whose shapes do not fit the data contract."""
+
+
+def check_fields(owner: object, checks) -> None:
+    """Raise ``ConfigError`` for the first ``(field, ok, fix)`` of ``checks`` that is not ok,
+    naming ``Owner.field=value`` and the fix (for frozen config dataclasses)."""
+    for name, ok, fix in checks:
+        if not ok:
+            raise ConfigError(f"{type(owner).__name__}.{name}={getattr(owner, name)!r} is "
+                              f"invalid: {fix}")

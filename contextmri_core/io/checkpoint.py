@@ -96,6 +96,8 @@ def _write_into(prior: DiffusionPrior, out: Path) -> None:
     # the frozen CLIP text model is outside the encoder's state dict: this is the rest
     save_file(_detached(prior.encoder.state_dict()), str(out / ENCODER_WEIGHTS),
               metadata={"format": "pt"})
+    for name in (UNET_WEIGHTS, ENCODER_WEIGHTS):  # safetensors writes 0600: a recon service
+        os.chmod(out / name, 0o644)               # user must be able to read the model
     doc = {
         "format_version": FORMAT_VERSION,
         "contextmri_version": __version__,

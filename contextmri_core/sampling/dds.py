@@ -12,7 +12,7 @@ from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 
-from contextmri_core.errors import ConfigError
+from contextmri_core.errors import ConfigError, check_fields
 from contextmri_core.sampling.ddim import complex_noise, ddim_noise_scales, ddim_update, predict_x0
 
 #: eps_fn(x_t (B,H,W) complex, t (B,) long) -> eps (B,H,W) complex (guidance already applied)
@@ -45,9 +45,7 @@ class DDSConfig:
                   ("cg_iterations", self.cg_iterations >= 0, "use >= 0"),
                   ("xi", self.xi >= 0, "use >= 0"), ("guidance", self.guidance >= 0, "use >= 0"),
                   ("clip", self.clip >= 0, "use >= 0 (0 = off)"))
-        for name, ok, fix in checks:
-            if not ok:
-                raise ConfigError(f"DDSConfig.{name}={getattr(self, name)!r} is invalid: {fix}")
+        check_fields(self, checks)
         if self.timesteps is not None and list(self.timesteps) != sorted(self.timesteps, reverse=True):
             raise ConfigError("DDSConfig.timesteps must be strictly descending")
 

@@ -17,7 +17,7 @@ from scipy import ndimage as ndi
 
 from contextmri_core.data.fftnp import crop_center, fftc, ifftc
 from contextmri_core.data.metadata import ScanMetadata
-from contextmri_core.errors import ConfigError
+from contextmri_core.errors import ConfigError, check_fields
 from contextmri_core.synth import coils as coil_mod
 from contextmri_core.synth import fields
 from contextmri_core.synth.anatomy import LESION_LABEL, lesion_mask, tissue_index, tissue_slice
@@ -66,9 +66,7 @@ class SimConfig:
                   ("snr", self.snr is None or self.snr > 0, "use > 0 or None"),
                   ("noise_samples", self.noise_samples >= 1, "use >= 1"),
                   ("acceleration", int(self.acceleration) >= 1, "use an integer >= 1"))
-        for name, ok, fix in checks:
-            if not ok:
-                raise ConfigError(f"SimConfig.{name}={getattr(self, name)!r} is invalid: {fix}")
+        check_fields(self, checks)
 
     @property
     def readout_samples(self) -> int:
