@@ -75,6 +75,21 @@ def reference_magnitudes(path: Path, model: Path, steps: int = 2, seed: int = 0,
     return out.image.abs().numpy()
 
 
+#: A patient name that ASCII-only header handling would break.
+NON_ASCII_NAME = "Müller^Jörg"
+
+
+def named_scan(tmp: Path):
+    """(tiny model dir, synthetic scan path, its header with ``NON_ASCII_NAME`` as the patient
+    name, its acquisitions)."""
+    model = tiny_model(tmp / "model")
+    path = synthetic_scan(tmp / "scan.h5")
+    header, acqs = read_stream(path)
+    header = header.decode("utf-8").replace("SIM^00000", NON_ASCII_NAME).encode("utf-8")
+    assert NON_ASCII_NAME.encode("utf-8") in header
+    return model, path, header, acqs
+
+
 def config_xml(props: dict) -> str:
     body = "".join(f'<property name="{k}" value="{v}"/>' for k, v in props.items())
     return f"<?xml version=\"1.0\"?><configuration>{body}</configuration>"

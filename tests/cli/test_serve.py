@@ -22,7 +22,7 @@ from tests import mrd_helpers as h
 
 serialization = pytest.importorskip("ismrmrd.serialization")
 log = logging.getLogger(__name__)
-NAME = "Müller^Jörg"
+NAME = h.NON_ASCII_NAME
 
 
 def launch_server(tmp: Path, *args: str):
@@ -49,10 +49,7 @@ def launch_server(tmp: Path, *args: str):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve")
-    model = h.tiny_model(tmp / "model")
-    path = h.synthetic_scan(tmp / "scan.h5")
-    header, acqs = h.read_stream(path)
-    header = header.decode("utf-8").replace("SIM^00000", NAME).encode("utf-8")
+    model, path, header, acqs = h.named_scan(tmp)
     proc, info, ready_s = launch_server(tmp, "--model", str(model), "--steps", "2",
                                         "--idle-timeout", "2", "--queue", "2")
     try:

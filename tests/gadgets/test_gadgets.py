@@ -15,19 +15,13 @@ from tests import mrd_helpers as h
 from tests.io.test_mrd_stream import HEADER
 
 pytest.importorskip("gadgetron")
-NAME = "Müller^Jörg"
+NAME = h.NON_ASCII_NAME
 
 
 @pytest.fixture(scope="module")
 def scan(tmp_path_factory):
     """(model dir, scan path, header with a non-ASCII patient name, acquisitions)."""
-    tmp = tmp_path_factory.mktemp("gadget")
-    model = h.tiny_model(tmp / "model")
-    path = h.synthetic_scan(tmp / "scan.h5")
-    header, acqs = h.read_stream(path)
-    header = header.decode("utf-8").replace("SIM^00000", NAME).encode("utf-8")
-    assert NAME.encode("utf-8") in header
-    return model, path, header, acqs
+    return h.named_scan(tmp_path_factory.mktemp("gadget"))
 
 
 def _props(model, **extra):
