@@ -35,3 +35,14 @@ def check_fields(owner: object, checks) -> None:
         if not ok:
             raise ConfigError(f"{type(owner).__name__}.{name}={getattr(owner, name)!r} is "
                               f"invalid: {fix}")
+
+
+def reject_unknown_keys(cls: type, d: dict, where: str) -> None:
+    """``ConfigError`` naming ``where`` when ``d`` has keys that are not fields of dataclass
+    ``cls`` (a misspelt YAML key must not be ignored silently)."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    extra = sorted(set(d) - names)
+    if extra:
+        raise ConfigError(f"{where}: unknown keys {extra}; valid: {sorted(names)}")

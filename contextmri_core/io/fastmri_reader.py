@@ -13,7 +13,6 @@ calibration lines: ``acs`` is None and ``acs_rows`` is the detected contiguous c
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Optional, Union
 
@@ -26,9 +25,9 @@ from contextmri_core.data.header import parse_header
 from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.data.scan import RawScan, SliceData
 from contextmri_core.errors import HeaderError, InputFileError
+from contextmri_core.io.rawscan import build_raw_scan
 from contextmri_core.io.ismrmrd_reader import open_h5
 
-log = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 
@@ -120,11 +119,4 @@ def read_fastmri(path: PathLike, *, anatomy_override: Optional[str] = None) -> R
         recon_x = min(enc.recon_matrix[0], ro) if enc.readout_oversampled else ro  # type: ignore
         slices = tuple(_slice(kspace[i], rows, recon_x, meta.for_slice(i))
                        for i in range(kspace.shape[0]))
-    first = slices[0].kspace.shape
-    recon = enc.recon_matrix or (first[2], first[1], 1)
-    log.info("%s: %d slices, %d coils, k-space %s", path, len(slices), first[0], first[1:])
-    return RawScan(
-        source=str(path), slices=slices, metadata=meta, header_xml=xml, noise=None,
-        encoded_matrix=(int(first[1]), int(first[2])), recon_matrix=(recon[1], recon[0]),
-        fov_mm=enc.recon_fov_mm or (0.0, 0.0, 0.0),
-        readout_oversampling=ro / recon_x, coil_names=enc.coil_names)
+    return build_raw_scan(path, slices, meta, xml, enc, None, ro / recon_x)

@@ -8,7 +8,6 @@ per line) rather than one ``ismrmrd.Dataset.read_acquisition`` call per line; th
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional, Tuple, Union
 
@@ -21,11 +20,11 @@ from contextmri_core.data.header import parse_header
 from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.data.scan import RawScan
 from contextmri_core.errors import HeaderError, InputFileError
+from contextmri_core.io.rawscan import build_raw_scan
 
 if TYPE_CHECKING:
     import ismrmrd
 
-log = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 
@@ -157,12 +156,5 @@ def read_ismrmrd(path: PathLike, *, anatomy_override: Optional[str] = None,
         slices, noise = assemble_slices(records, enc, meta, repetition=repetition)
     except ValueError as exc:
         raise InputFileError(path, str(exc)) from exc
-    first = slices[0].kspace.shape
-    recon = enc.recon_matrix or (first[1], first[2], 1)
-    log.info("%s: %d slices, %d coils, k-space %s", path, len(slices), first[0], first[1:])
-    return RawScan(
-        source=str(path), slices=slices, metadata=meta, header_xml=xml, noise=noise,
-        encoded_matrix=(int(first[1]), int(first[2])), recon_matrix=(recon[1], recon[0]),
-        fov_mm=enc.recon_fov_mm or (0.0, 0.0, 0.0),
-        readout_oversampling=enc.readout_oversampling, coil_names=enc.coil_names,
-        noise_acquisitions=sum(1 for r in records if is_noise(r.flags)))
+    return build_raw_scan(path, slices, meta, xml, enc, noise, enc.readout_oversampling,
+                          sum(1 for r in records if is_noise(r.flags)))

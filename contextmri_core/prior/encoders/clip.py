@@ -19,7 +19,7 @@ import torch
 
 from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.data.prompt import build_prompt
-from contextmri_core.errors import ConfigError
+from contextmri_core.errors import ConfigError, reject_unknown_keys
 from contextmri_core.prior.encoders.base import ConditionEncoder
 
 logger = logging.getLogger(__name__)
@@ -51,10 +51,7 @@ class ClipEncoderConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ClipEncoderConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        extra = sorted(set(d) - names)
-        if extra:
-            raise ConfigError(f"encoder.clip: unknown keys {extra}; valid: {sorted(names)}")
+        reject_unknown_keys(cls, d, "encoder.clip")
         if "path" not in d:
             raise ConfigError("encoder.clip.path is missing: give the directory that holds "
                               "text_encoder/ and tokenizer/")

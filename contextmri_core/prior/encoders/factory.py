@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from contextmri_core.errors import ConfigError
+from contextmri_core.errors import ConfigError, reject_unknown_keys
 from contextmri_core.prior.encoders.base import ConditionEncoder
 from contextmri_core.prior.encoders.clip import ClipEncoderConfig, ClipTextEncoder
 from contextmri_core.prior.encoders.fused import FUSIONS, FusedEncoder
@@ -16,7 +16,6 @@ from contextmri_core.prior.encoders.structured import (
 )
 
 KINDS = ("structured", "clip", "fused")
-_KEYS = ("kind", "structured", "clip", "fusion")
 
 
 @dataclass(frozen=True)
@@ -52,9 +51,7 @@ class EncoderConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "EncoderConfig":
         """Inverse of ``to_dict``; missing keys take their defaults."""
-        extra = sorted(set(d) - set(_KEYS))
-        if extra:
-            raise ConfigError(f"encoder: unknown keys {extra}; valid: {list(_KEYS)}")
+        reject_unknown_keys(cls, d, "encoder")
         structured, clip = d.get("structured"), d.get("clip")
         return cls(
             kind=d.get("kind", "structured"),

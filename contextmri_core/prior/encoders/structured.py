@@ -43,7 +43,7 @@ from torch import nn
 
 from contextmri_core.data.metadata import CONTRASTS, ScanMetadata
 from contextmri_core.data.vocab import ANATOMIES
-from contextmri_core.errors import ConfigError
+from contextmri_core.errors import ConfigError, reject_unknown_keys
 from contextmri_core.prior.encoders.base import ConditionEncoder
 
 CATEGORICAL_FIELDS: Tuple[str, ...] = ("anatomy", "contrast", "sequence", "patient_sex")
@@ -146,10 +146,7 @@ class StructuredEncoderConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "StructuredEncoderConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        extra = sorted(set(d) - names)
-        if extra:
-            raise ConfigError(f"encoder.structured: unknown keys {extra}; valid: {sorted(names)}")
+        reject_unknown_keys(cls, d, "encoder.structured")
         return cls(**d)
 
 
