@@ -42,7 +42,10 @@ def separate():
 def test_header_validates_against_the_schema(which, request, tmp_path):
     path = tmp_path / "header.xml"
     path.write_text(build_header_xml(request.getfixturevalue(which)), encoding="utf-8")
-    res = subprocess.run(["ismrmrd_test_xml", str(path)], capture_output=True, text=True)
+    # the validator writes raw.xml / processed.xml into its working directory
+    res = subprocess.run(
+        ["ismrmrd_test_xml", str(path)], capture_output=True, text=True, cwd=tmp_path
+    )
     assert res.returncode == 0, res.stdout + res.stderr
 
 
