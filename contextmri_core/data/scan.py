@@ -11,6 +11,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from contextmri_core.data.geometry import SliceGeometry
 from contextmri_core.data.metadata import ScanMetadata
 
 
@@ -52,6 +53,7 @@ class RawScan:
     recon_matrix:     (ny, nx) that the header asks for.
     fov_mm:           reconstructed field of view (x, y, z) in mm.
     noise_acquisitions: how many noise readouts (``ACQ_IS_NOISE_MEASUREMENT``) ``noise`` holds.
+    geometry:         one ``SliceGeometry`` per entry of ``slices`` (same order).
     """
 
     source: str
@@ -65,6 +67,11 @@ class RawScan:
     readout_oversampling: float = 1.0
     coil_names: Tuple[str, ...] = field(default_factory=tuple)
     noise_acquisitions: int = 0
+    geometry: Tuple[SliceGeometry, ...] = field(default_factory=tuple)
+
+    def geometry_of(self, i: int) -> SliceGeometry:
+        """Geometry of ``slices[i]`` (defaults when the file carried none)."""
+        return self.geometry[i] if i < len(self.geometry) else SliceGeometry()
 
     @property
     def num_coils(self) -> int:

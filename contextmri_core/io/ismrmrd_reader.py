@@ -9,12 +9,13 @@ per line) rather than one ``ismrmrd.Dataset.read_acquisition`` call per line; th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Union
 
 import h5py
 import numpy as np
 
-from contextmri_core.data.assembly import AcqRecord, assemble_slices, is_noise
+from contextmri_core.data.assembly import AcqRecord, assemble_slices, is_imaging, is_noise
+from contextmri_core.data.geometry import SliceGeometry, vec3
 from contextmri_core.data.encoding import EncodingInfo, parse_encoding
 from contextmri_core.data.header import parse_header
 from contextmri_core.data.metadata import ScanMetadata
@@ -135,6 +136,26 @@ def _check_encoding(enc: EncodingInfo, path: PathLike) -> None:
         raise InputFileError(path, "3D encoding (kspace_encoding_step_2 > 1) is not supported")
 
 
+def geometry_from_table(head: np.ndarray) -> Dict[int, SliceGeometry]:
+    """Slice index -> geometry of its first imaging line (file order) in a ``head`` table."""
+    out: Dict[int, SliceGeometry] = {}
+    for row in head:
+        flags, s = int(row["flags"]), int(row["idx"]["slice"])
+        if s in out or not is_imaging(flags) or is_noise(flags):
+            continue
+        idx = row["idx"]
+        out[s] = SliceGeometry(
+            position=vec3(row["position"]), read_dir=vec3(row["read_dir"]),
+            phase_dir=vec3(row["phase_dir"]), slice_dir=vec3(row["slice_dir"]),
+            patient_table_position=vec3(row["patient_table_position"]),
+            measurement_uid=int(row["measurement_uid"]),
+            acquisition_time_stamp=int(row["acquisition_time_stamp"]),
+            physiology_time_stamp=tuple(int(v) for v in row["physiology_time_stamp"][:3]),
+            average=int(idx["average"]), contrast=int(idx["contrast"]), phase=int(idx["phase"]),
+            repetition=int(idx["repetition"]), set=int(idx["set"]))
+    return out
+
+
 def _metadata(xml: str, path: PathLike, anatomy_override: Optional[str]) -> ScanMetadata:
     try:
         return parse_header(xml, filename=Path(path).name, anatomy_override=anatomy_override)
@@ -157,4 +178,4 @@ def read_ismrmrd(path: PathLike, *, anatomy_override: Optional[str] = None,
     except ValueError as exc:
         raise InputFileError(path, str(exc)) from exc
     return build_raw_scan(path, slices, meta, xml, enc, noise, enc.readout_oversampling,
-                          sum(1 for r in records if is_noise(r.flags)))
+                          sum(1 for r in records if is_noise(r.flags)), geometry_from_table(head))

@@ -18,46 +18,22 @@ import ismrmrd
 import numpy as np
 
 from contextmri_core.data.assembly import is_imaging, is_noise
+from contextmri_core.data.geometry import SliceGeometry, Vec3, vec3
 from contextmri_core.io.mrd_stream import frame_image
 
 log = logging.getLogger(__name__)
 
 IMTYPE_MAGNITUDE, IMTYPE_PHASE = 1, 2
 SERIES_MAGNITUDE, SERIES_PHASE, SERIES_UNCERTAINTY, SERIES_FALLBACK_OFFSET = 1, 2, 3, 10
-Vec3 = Tuple[float, float, float]
-
-
-@dataclass(frozen=True)
-class SliceGeometry:
-    """Where a slice sits in the scanner (patient coordinates, mm) and when it was measured."""
-
-    position: Vec3 = (0.0, 0.0, 0.0)
-    read_dir: Vec3 = (1.0, 0.0, 0.0)
-    phase_dir: Vec3 = (0.0, 1.0, 0.0)
-    slice_dir: Vec3 = (0.0, 0.0, 1.0)
-    patient_table_position: Vec3 = (0.0, 0.0, 0.0)
-    measurement_uid: int = 0
-    acquisition_time_stamp: int = 0
-    physiology_time_stamp: Tuple[int, int, int] = (0, 0, 0)
-    average: int = 0
-    contrast: int = 0
-    phase: int = 0
-    repetition: int = 0
-    set: int = 0
-
-
-def _vec(values: Iterable[float]) -> Vec3:
-    a, b, c = (float(v) for v in values)
-    return (a, b, c)
 
 
 def geometry_of(head: Any) -> SliceGeometry:
     """``SliceGeometry`` from an ``ismrmrd.Acquisition`` or ``AcquisitionHeader``."""
     idx = head.idx
     return SliceGeometry(
-        position=_vec(head.position), read_dir=_vec(head.read_dir),
-        phase_dir=_vec(head.phase_dir), slice_dir=_vec(head.slice_dir),
-        patient_table_position=_vec(head.patient_table_position),
+        position=vec3(head.position), read_dir=vec3(head.read_dir),
+        phase_dir=vec3(head.phase_dir), slice_dir=vec3(head.slice_dir),
+        patient_table_position=vec3(head.patient_table_position),
         measurement_uid=int(head.measurement_uid),
         acquisition_time_stamp=int(head.acquisition_time_stamp),
         physiology_time_stamp=tuple(int(v) for v in head.physiology_time_stamp)[:3],
