@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "info": "contextmri_core.cli.info",
     "demo": "contextmri_core.cli.demo",
     "serve": "contextmri_core.cli.serve",
+    "replay": "contextmri_core.cli.replay",
 }
 
 

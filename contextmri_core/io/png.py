@@ -36,3 +36,28 @@ def contact_sheet(
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
     return path
+
+
+def grid_sheet(path: Union[str, Path], stack: np.ndarray, title: str = "",
+               percentile: float = 99.5) -> Path:
+    """Write the slices ``(S, ny, nx)`` of one series as a near-square grid with one shared
+    window (so slices stay comparable), ``title`` on top. Returns the path."""
+    from PIL import Image, ImageDraw
+
+    stack = np.abs(np.asarray(stack))
+    s, ny, nx = stack.shape
+    cols = int(np.ceil(np.sqrt(s)))
+    rows = int(np.ceil(s / cols))
+    label_h = 14 if title else 0
+    vmax = float(np.percentile(stack, percentile))
+    sheet = np.zeros((label_h + rows * ny, cols * nx), dtype=np.uint8)
+    for k in range(s):
+        r, c = divmod(k, cols)
+        sheet[label_h + r * ny:label_h + (r + 1) * ny, c * nx:(c + 1) * nx] = _to_uint8(stack[k], vmax)
+    image = Image.fromarray(sheet)
+    if title:
+        ImageDraw.Draw(image).text((3, 1), title, fill=255)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path

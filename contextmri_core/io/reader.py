@@ -25,8 +25,10 @@ def detect_layout(path: Union[str, Path]) -> str:
                                f"'dataset' group (ISMRMRD), found {keys}")
 
 
-def read_scan(path: Union[str, Path], *, anatomy_override: Optional[str] = None) -> RawScan:
-    """Read an ISMRMRD v1 or fastMRI .h5 file into a ``RawScan``."""
+def read_scan(path: Union[str, Path], *, anatomy_override: Optional[str] = None,
+              repetition: Optional[int] = None) -> RawScan:
+    """Read an ISMRMRD v1 or fastMRI .h5 file into a ``RawScan`` (``repetition``: which
+    ISMRMRD repetition to assemble, default the lowest; fastMRI files have one)."""
     if detect_layout(path) == "fastmri":
         return read_fastmri(path, anatomy_override=anatomy_override)
-    return read_ismrmrd(path, anatomy_override=anatomy_override)
+    return read_ismrmrd(path, anatomy_override=anatomy_override, repetition=repetition)

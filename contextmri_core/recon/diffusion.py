@@ -70,6 +70,11 @@ class DiffusionReconstructor:
         return DiffusionReconstructor(self.prior, replace(self.config, dds=dds, **rest),
                                       str(self.device), self.progress)
 
+    def with_progress(self, progress: Optional[Progress]) -> "DiffusionReconstructor":
+        """The same loaded prior and settings reporting each sampler step to ``progress``
+        (which may raise to abort, e.g. when a time budget is spent)."""
+        return DiffusionReconstructor(self.prior, self.config, str(self.device), progress)
+
     def _autocast(self):
         if self.device.type != "cuda" or self.config.precision == "fp32":
             return contextlib.nullcontext()

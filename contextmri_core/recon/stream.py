@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -28,10 +29,11 @@ from contextmri_core.data.header import parse_header
 from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.data.prompt import build_prompt
 from contextmri_core.data.scan import SliceData
-from contextmri_core.errors import ConfigError
+from contextmri_core.errors import ConfigError, ContextMRIError
 from contextmri_core.recon.base import Reconstructor
 from contextmri_core.recon.classical import SenseRecon, ZeroFilledRecon
-from contextmri_core.recon.prepare import PrepConfig, prepare_slices
+from contextmri_core.recon.prepare import PrepConfig, SliceBatch, prepare_slices
+from contextmri_core.sampling.dds import Progress
 
 log = logging.getLogger(__name__)
 METHODS = ("dds", "dps", "sense", "zero_filled")
@@ -56,13 +58,16 @@ class StreamSettings:
     prewhiten: bool = True
     fallback: str = "sense"  # sense | zero_filled | none
     repetition: Optional[int] = None
+    time_budget_s: Optional[float] = None  # per scan; past it the fallback reconstructs the rest
 
     def __post_init__(self) -> None:
         checks = (("method", self.method in METHODS, f"use one of {METHODS}"),
                   ("fallback", self.fallback in FALLBACKS, f"use one of {FALLBACKS}"),
                   ("steps", self.steps >= 1, "use >= 1"),
                   ("batch_size", self.batch_size >= 1, "use >= 1"),
-                  ("ensemble", self.ensemble >= 1, "use >= 1"))
+                  ("ensemble", self.ensemble >= 1, "use >= 1"),
+                  ("time_budget_s", self.time_budget_s is None or self.time_budget_s > 0,
+                   "use a positive number of seconds (or none)"))
         for name, ok, fix in checks:
             if not ok:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is invalid: {fix}")
@@ -102,7 +107,7 @@ def _convert(name: str, kind: type, value: Any, default: Any) -> Any:
             return bool(value)
         if isinstance(default, int) or name == "repetition":
             return int(value)
-        if isinstance(default, float):
+        if isinstance(default, float) or name == "time_budget_s":
             return float(value)
         return str(value)
     except (TypeError, ValueError) as exc:
@@ -150,16 +155,48 @@ def fallback_reconstructor(settings: StreamSettings) -> Optional[Reconstructor]:
     return {"sense": SenseRecon(), "zero_filled": ZeroFilledRecon()}.get(settings.fallback)
 
 
-def reconstruct_batches(groups: Iterable[List[SliceData]], noise: Optional[np.ndarray],
-                        primary: Callable[[], Reconstructor], settings: StreamSettings
-                        ) -> Iterator[SliceOutcome]:
+class TimeBudgetExceeded(ContextMRIError):
+    """The primary reconstruction ran past ``StreamSettings.time_budget_s``."""
+
+
+def budget_progress(deadline: Optional[float], inner: Optional[Progress] = None
+                    ) -> Optional[Progress]:
+    """A sampler progress callback that forwards to ``inner`` and raises
+    :class:`TimeBudgetExceeded` once ``time.monotonic()`` passes ``deadline``."""
+    if deadline is None:
+        return inner
+
+    def progress(i: int, n: int, t: int) -> None:
+        if inner is not None:
+            inner(i, n, t)
+        if time.monotonic() > deadline:
+            raise TimeBudgetExceeded(f"time budget spent at sampler step {i + 1}/{n}")
+    return progress
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    """One batch of slices: the prepared inputs (``None`` when preparation failed) and the
+    outcomes, one per slice."""
+
+    slices: List[SliceData]
+    batch: Optional[SliceBatch]
+    outcomes: List[SliceOutcome]
+
+
+def reconstruct_groups(groups: Iterable[List[SliceData]], noise: Optional[np.ndarray],
+                       primary: Callable[[], Reconstructor], settings: StreamSettings,
+                       progress: Optional[Progress] = None) -> Iterator[GroupResult]:
     """Prepare (prewhitening, ESPIRiT) and reconstruct each group of slices.
 
     ``primary`` is called per batch (so a model that fails to load falls back like a
     sampler that fails). When the preparation itself fails (e.g. too few ACS lines for
-    ESPIRiT) the fallback is the zero-filled RSS image, which needs no coil maps.
+    ESPIRiT) the fallback is the zero-filled RSS image, which needs no coil maps. With
+    ``settings.time_budget_s`` the diffusion sampler is stopped once the budget of the whole
+    scan is spent and the fallback reconstructs that batch and the rest.
     """
     prep = PrepConfig(prewhiten=settings.prewhiten, device=settings.resolved_device())
+    deadline = None if settings.time_budget_s is None else time.monotonic() + settings.time_budget_s
     for group in groups:
         try:
             batch = prepare_slices(group, noise, prep)
@@ -167,22 +204,39 @@ def reconstruct_batches(groups: Iterable[List[SliceData]], noise: Optional[np.nd
             if settings.fallback == "none":
                 raise
             log.exception("preparation failed; sending zero-filled images instead")
-            yield from _outcomes(group, _zero_filled(group), f"{type(exc).__name__}: {exc}",
-                                 settings)
+            outs = _outcomes(group, _zero_filled(group), f"{type(exc).__name__}: {exc}", settings)
+            yield GroupResult(list(group), None, list(outs))
             continue
-        args = (batch.kspace, batch.mask, batch.maps, batch.metadata)
-        error, result = None, None
-        try:
-            result = primary()(*args)
-        except Exception as exc:  # noqa: BLE001 - reported to the peer, then the fallback
-            error = f"{type(exc).__name__}: {exc}"
-            log.exception("reconstruction failed on slices %s; falling back to %s",
-                          [s.metadata.slice_index for s in group], settings.fallback)
-            backup = fallback_reconstructor(settings)
-            if backup is None:
-                raise
-            result = backup(*args)
-        yield from _outcomes(group, result, error, settings)
+        result, error = _run_primary(group, batch, primary, settings,
+                                     budget_progress(deadline, progress))
+        yield GroupResult(list(group), batch, list(_outcomes(group, result, error, settings)))
+
+
+def _run_primary(group: List[SliceData], batch: SliceBatch, primary: Callable[[], Reconstructor],
+                 settings: StreamSettings, progress: Optional[Progress]) -> Tuple[Any, Optional[str]]:
+    """(result, None) from the primary reconstructor, or (fallback result, error text)."""
+    args = (batch.kspace, batch.mask, batch.maps, batch.metadata)
+    try:
+        recon = primary()
+        if progress is not None and hasattr(recon, "with_progress"):
+            recon = recon.with_progress(progress)
+        return recon(*args), None
+    except Exception as exc:  # noqa: BLE001 - reported to the peer, then the fallback
+        log.warning("reconstruction failed on slices %s (%s); falling back to %s",
+                    [s.metadata.slice_index for s in group], exc, settings.fallback,
+                    exc_info=not isinstance(exc, TimeBudgetExceeded))
+        backup = fallback_reconstructor(settings)
+        if backup is None:
+            raise
+        return backup(*args), f"{type(exc).__name__}: {exc}"
+
+
+def reconstruct_batches(groups: Iterable[List[SliceData]], noise: Optional[np.ndarray],
+                        primary: Callable[[], Reconstructor], settings: StreamSettings,
+                        progress: Optional[Progress] = None) -> Iterator[SliceOutcome]:
+    """:func:`reconstruct_groups`, one :class:`SliceOutcome` per slice."""
+    for res in reconstruct_groups(groups, noise, primary, settings, progress):
+        yield from res.outcomes
 
 
 def _zero_filled(group: List[SliceData]) -> Any:

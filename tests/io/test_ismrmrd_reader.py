@@ -259,3 +259,33 @@ def test_read_scan_dispatches_to_ismrmrd(shepp_logan, tmp_path):
         f["images"] = np.zeros(3)
     with pytest.raises(InputFileError, match="odd.h5: unknown .h5 layout"):
         read_scan(tmp_path / "odd.h5")
+
+
+def test_slice_geometry_comes_from_each_slice_s_first_imaging_line(tmp_path):
+    """Positions and directions as the synthetic writer put them in the acquisition headers;
+    a fastMRI file (no acquisition headers) gets an axial stack one slice thickness apart."""
+    from contextmri_core.io.fastmri_writer import write_fastmri
+    from contextmri_core.io.ismrmrd_writer import write_ismrmrd
+    from contextmri_core.synth.scan import SimConfig, simulate
+
+    sim = simulate(2, "AXT2", SimConfig(matrix=32, num_slices=3, num_coils=2))
+    scan = read_scan(write_ismrmrd(tmp_path / "g.h5", sim))
+    ds = ismrmrd.Dataset(str(tmp_path / "g.h5"), "dataset", create_if_needed=False)
+    try:
+        first = {}
+        for i in range(ds.number_of_acquisitions()):
+            acq = ds.read_acquisition(i)
+            if not acq.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT):
+                first.setdefault(acq.idx.slice, acq)
+    finally:
+        ds.close()
+    assert len(scan.geometry) == 3
+    for k, geom in enumerate(scan.geometry):
+        acq = first[scan.slices[k].metadata.slice_index]
+        np.testing.assert_allclose(geom.position, list(acq.position), atol=1e-6)
+        np.testing.assert_allclose(geom.read_dir, list(acq.read_dir), atol=1e-6)
+        np.testing.assert_allclose(geom.phase_dir, list(acq.phase_dir), atol=1e-6)
+    z = [g.position[2] for g in scan.geometry]
+    assert np.all(np.diff(z) > 0)
+    fm = read_scan(write_fastmri(tmp_path / "f.h5", sim))
+    np.testing.assert_allclose(np.diff([g.position[2] for g in fm.geometry]), fm.fov_mm[2])

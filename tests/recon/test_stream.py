@@ -53,3 +53,27 @@ def test_unusable_calibration_falls_back_to_zero_filled(stream):
     assert all(o.method == "zero_filled" and "ACS" in o.error for o in outs)
     with pytest.raises(Exception, match="ACS"):
         list(recon_stream(few, header, StreamSettings(device="cpu", fallback="none"), SenseRecon))
+
+
+def test_time_budget_stops_the_sampler_and_the_fallback_takes_over(stream, tmp_path):
+    from contextmri_core.io.checkpoint import load_prior
+    from contextmri_core.recon.diffusion import DiffusionReconConfig, DiffusionReconstructor
+    from contextmri_core.recon.stream import TimeBudgetExceeded, budget_progress
+    from contextmri_core.sampling.dds import DDSConfig
+
+    header, records = stream
+    prior = load_prior(h.tiny_model(tmp_path / "m"))
+    steps = []
+    recon = DiffusionReconstructor(prior, DiffusionReconConfig(dds=DDSConfig(steps=3)))
+    settings = StreamSettings(device="cpu", batch_size=1, time_budget_s=1e-6)
+    outs = list(recon_stream(records, header, settings, lambda: recon))
+    assert all(o.fallback and o.method == "sense" and "TimeBudgetExceeded" in o.error
+               for o in outs)
+    generous = StreamSettings(device="cpu", batch_size=1, time_budget_s=600.0)
+    outs = list(recon_stream(records, header, generous, lambda: recon))
+    assert all(o.error is None and o.method == "dds" for o in outs)
+    cb = budget_progress(0.0, lambda i, n, t: steps.append(i))
+    with pytest.raises(TimeBudgetExceeded, match="step 1/5"):
+        cb(0, 5, 999)
+    assert steps == [0]  # the inner callback still saw the step
+    assert budget_progress(None, None) is None
