@@ -85,3 +85,24 @@ def test_mvue_recovers_image_with_true_maps_and_normalisation_roundtrips():
     assert torch.allclose(xn * s, est[None], atol=1e-6)
     assert center_crop(est, (32, 40)).shape == (32, 40)
     assert torch.allclose(rss(ifft2c(ksp)), torch.abs(img) * inside, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape,kernel", [((64, 48), (6, 6)), ((33, 40), (4, 5)), ((20, 17), (3, 6))])
+def test_image_gram_equals_its_definition(shape, kernel):
+    """The cross-correlation route to ``sum_k v_k v_k^H`` equals the definition: every kernel
+    zero-padded at the centre, centred inverse FFT, per-pixel outer products."""
+    from contextmri_core.physics.coils import _image_gram
+    from contextmri_core.physics.fft import ifft2c
+
+    g = torch.Generator().manual_seed(1)
+    kernels = torch.complex(torch.randn(7, 3, *kernel, generator=g),
+                            torch.randn(7, 3, *kernel, generator=g))
+    ny, nx = shape
+    ky, kx = kernel
+    padded = torch.zeros(7, 3, ny, nx, dtype=torch.complex64)
+    padded[:, :, ny // 2 - ky // 2:ny // 2 - ky // 2 + ky, nx // 2 - kx // 2:nx // 2 - kx // 2 + kx] = kernels
+    v = ifft2c(padded)
+    direct = torch.einsum("kcyx,kdyx->yxcd", v, v.conj()) * (ny * nx / (ky * kx))
+    fast = _image_gram(kernels, shape)
+    assert fast.shape == (ny, nx, 3, 3)
+    assert (fast - direct).abs().max() <= 1e-5 * direct.abs().max()
