@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "demo": "contextmri_core.cli.demo",
     "serve": "contextmri_core.cli.serve",
     "replay": "contextmri_core.cli.replay",
+    "push": "contextmri_core.cli.push",
 }
 
 

@@ -69,8 +69,8 @@ def _run_files(files: List[Path], stems: List[str], job: VolumeJob, engine: Engi
     for path, stem in zip(files, stems):
         try:
             rep = process_file(path, job, primary, stem, _progress_factory(stem, enabled, rank))
-            note = f" ({rep.fallback_slices} slices FALLBACK {job.settings.fallback}: " \
-                   f"{rep.fallback_reason})" if rep.fallback_slices else ""
+            note = (f" ({rep.fallback_slices} slices FALLBACK {rep.fallback_method}: "
+                    f"{rep.fallback_reason})" if rep.fallback_slices else "")
             log.warning("%s: %d slices, %s, %.1f s%s", path.name, rep.slices, rep.method,
                         rep.seconds, note)
         except ContextMRIError as exc:
@@ -121,7 +121,8 @@ def summary_table(reports: List[VolumeReport]) -> str:
         if not r.ok:
             lines.append(f"{name:<40} {'FAILED':<7} {'':>6} {'':<22} {'':>7}  {r.error}")
             continue
-        recon = r.method + (f" +{r.fallback_slices} fallback" if r.fallback_slices else "")
+        recon = r.method + (f" +{r.fallback_slices} {r.fallback_method}" if r.fallback_slices
+                            else "")
         scores = "  ".join(f"{k} {v['psnr']:.2f}/{v['ssim']:.3f}" for k, v in r.metrics.items())
         lines.append(f"{name:<40} {'ok':<7} {r.slices:>6} {recon:<22} {r.seconds:>7.1f}  {scores}")
     return "\n".join(lines)

@@ -60,6 +60,7 @@ class VolumeReport:
     method: str = ""
     fallback_slices: int = 0
     fallback_reason: Optional[str] = None
+    fallback_method: Optional[str] = None
     seconds: float = 0.0
     metrics: Dict[str, Dict[str, float]] = field(default_factory=dict)
     outputs: List[str] = field(default_factory=list)
@@ -75,6 +76,7 @@ class _Collected:
     primary: List[np.ndarray] = field(default_factory=list)
     uncertainty: List[Optional[np.ndarray]] = field(default_factory=list)
     errors: List[Optional[str]] = field(default_factory=list)
+    methods: List[str] = field(default_factory=list)
     baselines: Dict[str, List[np.ndarray]] = field(default_factory=dict)
 
 
@@ -107,6 +109,7 @@ def _reconstruct(slices: List[SliceData], scan: RawScan, job: VolumeJob, primary
             got.primary.append(out.image)
             got.uncertainty.append(out.uncertainty)
             got.errors.append(out.error)
+            got.methods.append(out.method)
         if not want_baselines:
             continue
         for name, cls in CLASSICAL.items():
@@ -157,10 +160,10 @@ def _series(scan: RawScan, job: VolumeJob, got: _Collected,
         add(idx_ok, got.primary, SERIES_PHASE, s.method, "phase")
     if s.ensemble > 1:
         add(idx_ok, got.uncertainty, SERIES_UNCERTAINTY, s.method, "uncertainty")
-    if idx_fb:
-        reason = got.errors[idx_fb[0]]
-        add(idx_fb, got.primary, SERIES_FALLBACK_OFFSET + SERIES_MAGNITUDE, s.fallback
-            if s.fallback != "none" else "zero_filled", "magnitude", reason)
+    for k, method in enumerate(sorted({got.methods[i] for i in idx_fb})):
+        idx = [i for i in idx_fb if got.methods[i] == method]
+        add(idx, got.primary, SERIES_FALLBACK_OFFSET + SERIES_MAGNITUDE + k, method, "magnitude",
+            got.errors[idx[0]])
     everything = list(range(len(got.primary)))
     if job.baselines:
         for name, images in got.baselines.items():
@@ -230,6 +233,7 @@ def process_file(path: Path, job: VolumeJob, primary: Callable, stem: str,
     report.slices, report.method = len(slices), s.method
     report.fallback_slices = len(fallbacks)
     report.fallback_reason = fallbacks[0] if fallbacks else None
+    report.fallback_method = next((m for m, e in zip(got.methods, got.errors) if e), None)
     if reference is not None:
         report.metrics = _metrics(got, reference, s.method, scan.recon_matrix)
     report.outputs = [str(p) for p in _write(_series(scan, job, got, reference), scan, job, stem)]

@@ -211,7 +211,8 @@ def place(prior: DiffusionPrior, device: Union[str, torch.device],
     """Move ``prior`` to ``device``; cast the networks (not the schedule buffer) to ``dtype``;
     eval mode."""
     prior.to(device)
-    prior.unet.to(dtype)
+    if next(prior.unet.parameters()).dtype != dtype:  # diffusers warns on any dtype cast
+        prior.unet.to(dtype)
     prior.encoder.to(dtype)
     return prior.eval()
 

@@ -35,6 +35,8 @@ def open_h5(path: PathLike) -> h5py.File:
     p = Path(path)
     if not p.is_file():
         raise InputFileError(p, "no such file")
+    if p.stat().st_size == 0:
+        raise InputFileError(p, "empty file (0 bytes)")
     try:
         return h5py.File(p, "r")
     except OSError as exc:

@@ -136,18 +136,18 @@ def test_every_output_format_is_written(files, replayed):
 def test_undersample_scores_every_method(files, tmp_path):
     metrics = tmp_path / "m.json"
     code = _replay(files["full"], "--model", files["model"], "--out", tmp_path / "o",
-                   "--undersample", "uniform1d:4", "--metrics-json", metrics, "--baselines", *FAST)
+                   "--undersample", "uniform1d:4:0.3", "--metrics-json", metrics, "--baselines", *FAST)
     assert code == 0
     doc = json.loads(metrics.read_text())
     scores = doc[Path(files["full"]).name]
     assert set(scores) == {"dds", "sense", "zero_filled", "l1_wavelet"}
     assert all(set(v) == {"psnr", "ssim"} for v in scores.values())
-    assert scores["sense"]["psnr"] > scores["zero_filled"]["psnr"] + 2
+    assert scores["sense"]["psnr"] > scores["zero_filled"]["psnr"] + 0.5  # 4 coils, 32x32
     series = {p.name for p in (tmp_path / "o" / "full_ax_flair" / "dicom").iterdir()}
     assert {"21_sense_magnitude", "23_zero_filled_magnitude", "30_reference_magnitude"} <= series
 
 
-def test_bad_files_fail_alone_with_one_line_each(files, tmp_path, capsys):
+def test_bad_files_fail_alone_with_one_line_each(files, tmp_path):
     bad = {"corrupt.h5": os.urandom(4096), "empty.h5": b""}
     good = Path(files["under"]).read_bytes()
     bad["truncated.h5"] = good[: len(good) // 2]
@@ -156,23 +156,25 @@ def test_bad_files_fail_alone_with_one_line_each(files, tmp_path, capsys):
     with h5py.File(tmp_path / "not_mri.h5", "w") as f:
         f.create_dataset("temperature", data=np.arange(10.0))
     names = ["corrupt.h5", "empty.h5", "truncated.h5", "not_mri.h5"]
-    code = _replay(*[tmp_path / n for n in names], files["under"], "--model", files["model"],
-                   "--out", tmp_path / "o", *FAST)
-    captured = capsys.readouterr()
-    assert code == 1
+    proc = subprocess.run(
+        [sys.executable, "-m", "contextmri_core.cli.main", "replay",
+         *[str(tmp_path / n) for n in names], str(files["under"]), "--model", str(files["model"]),
+         "--out", str(tmp_path / "o"), *FAST], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 1
     assert _dicoms(tmp_path / "o" / "under_t2" / "dicom")
-    assert "Traceback" not in captured.err
+    assert "Traceback" not in proc.stderr
     for name in names:
-        lines = [ln for ln in captured.err.splitlines() if name in ln and "ERROR" in ln]
-        assert len(lines) == 1, (name, captured.err)
-        assert "FAILED" in [ln for ln in captured.out.splitlines() if ln.startswith(name)][0]
+        lines = [ln for ln in proc.stderr.splitlines() if name in ln and "ERROR" in ln]
+        assert len(lines) == 1, (name, proc.stderr)
+        assert "FAILED" in [ln for ln in proc.stdout.splitlines() if ln.startswith(name)][0]
+    assert "empty file" in proc.stderr and "unknown .h5 layout" in proc.stderr
 
 
 def test_undersampling_an_undersampled_file_is_a_clear_error(files, tmp_path, capsys):
     code = _replay(files["under"], "--undersample", "uniform1d:4", "--model", files["model"],
                    "--out", tmp_path, *FAST)
     assert code == 1
-    assert "needs a fully sampled file" in capsys.readouterr().err
+    assert "needs a fully sampled file" in capsys.readouterr().out  # summary line
 
 
 def test_time_budget_falls_back_to_labelled_sense(files, tmp_path):
@@ -189,7 +191,7 @@ def test_time_budget_falls_back_to_labelled_sense(files, tmp_path):
             assert _dciodvfy_errors(path) == []
 
 
-def test_yaml_config_and_flags(files, tmp_path, capsys):
+def test_yaml_config_and_flags(files, tmp_path, caplog):
     cfg = tmp_path / "replay.yaml"
     cfg.write_text(f"model: {files['model']}\nsteps: 2\noutputs: png\nbatch-size: 1\n"
                    "device: cpu\nprogress: false\n")
@@ -201,21 +203,26 @@ def test_yaml_config_and_flags(files, tmp_path, capsys):
     assert _dicoms(tmp_path / "b")
     cfg.write_text("stepz: 3\n")
     assert _replay(files["under"], "--config", cfg, "--out", tmp_path / "c") == 2
-    assert "stepz" in capsys.readouterr().err
+    assert "stepz" in caplog.text
 
 
-def test_logs_carry_no_patient_name_or_id_unless_asked(files, tmp_path, capfd):
+def test_logs_carry_no_patient_name_or_id_unless_asked(files, tmp_path, capfd, caplog):
+    import logging
+
     from contextmri_core.data.study import parse_study
     from contextmri_core.io.reader import read_scan
 
     study = parse_study(read_scan(files["under"]).header_xml)
     assert study.patient_name and study.patient_id
+    caplog.set_level(logging.DEBUG)
     args = [files["under"], "--model", files["model"], "--out", tmp_path, *FAST]
     assert main(["-vv", "replay", *map(str, args)]) == 0
-    text = "".join(capfd.readouterr())
+    text = caplog.text + "".join(capfd.readouterr())
+    assert "under_t2.h5" in text  # the log was captured at all
     assert study.patient_name not in text and study.patient_id not in text
+    caplog.clear()
     assert main(["replay", *map(str, args), "--show-phi"]) == 0
-    assert study.patient_name in "".join(capfd.readouterr())
+    assert study.patient_name in caplog.text and study.patient_id in caplog.text
 
 
 def test_help_explains_the_job():
