@@ -11,7 +11,9 @@ Properties (``<property name=... value=.../>`` in the external's ``<configuratio
 ``contextmri_core.recon.stream.StreamSettings``): model (checkpoint dir; empty = shipped
 default), method (dds | dps | sense | zero_filled), steps, guidance, seed, batch_size,
 ensemble (> 1 adds an uncertainty series), device (auto | cpu | cuda), anatomy (override),
-phase (true adds a phase series), prewhiten, fallback (sense | zero_filled | none), repetition.
+phase (true adds a phase series), prewhiten, fallback (sense | zero_filled | none), repetition,
+time_budget_s (seconds; past it the fallback reconstructs the rest), pacs (HOST:PORT:AET: also
+send the images as DICOM through the outbox), calling_aet, outbox.
 Series: 1 magnitude, 2 phase, 3 uncertainty; +10 when a fallback produced the image.
 """
 

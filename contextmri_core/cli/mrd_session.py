@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
+from contextmri_core.cli.series import SeriesMaker, SlicesOut, primary_series, recon_comments, send_to_pacs
 from contextmri_core.data.assembly import AcqRecord
 from contextmri_core.data.encoding import EncodingInfo, parse_encoding
 from contextmri_core.io.mrd_images import GeometryTap, ImageRequest, image_frames
@@ -123,6 +124,23 @@ def report_error(send: Send, report: SessionReport, text: str) -> None:
         send(frame_error(text))
 
 
+def _to_pacs(done: SlicesOut, xml: str, enc: EncodingInfo, settings: StreamSettings,
+             model_name: str) -> None:
+    """Also send the session's images as DICOM to the PACS (through the outbox)."""
+    from contextmri_core.data.header import parse_header
+
+    recon = enc.recon_matrix
+    matrix = (int(recon[1]), int(recon[0])) if recon else (0, 0)
+    meta = parse_header(xml)
+    proto = meta.protocol_name or meta.series_description or "scan"
+    maker = SeriesMaker(done, matrix, proto, recon_comments(settings, model_name))
+    res = send_to_pacs(primary_series(maker, settings), xml, _fov(enc), settings.pacs,
+                       settings.calling_aet, Path(settings.outbox) if settings.outbox else None)
+    if not res.ok:
+        log.warning("PACS did not take %d instances; they stay queued for `contextmri push`",
+                    len(res.remaining))
+
+
 def run_session(records: Iterable[AcqRecord], header: "bytes | str", settings: StreamSettings,
                 engine: Engine, tap: GeometryTap, send: Send,
                 encoding: Optional[EncodingInfo] = None) -> SessionReport:
@@ -137,7 +155,9 @@ def run_session(records: Iterable[AcqRecord], header: "bytes | str", settings: S
         enc = encoding or parse_encoding(xml)
         model = engine.model_dir(settings) if settings.method in ("dds", "dps") else None
         stream = recon_stream(records, xml, settings, lambda: engine.reconstructor(settings), enc)
+        done = SlicesOut()
         for out in stream:
+            done.add(out, tap.get(out.slice_index))
             if out.error:
                 report_error(send, report, f"contextmri: {settings.method} failed, sent the "
                                            f"{settings.fallback} fallback: {out.error}")
@@ -149,6 +169,8 @@ def run_session(records: Iterable[AcqRecord], header: "bytes | str", settings: S
                 send(frame)
             report.images += len(frames)
             report.slices += 1
+        if settings.pacs and done.images:
+            _to_pacs(done, xml, enc, settings, Path(model).name if model else "none")
     except ProtocolError as exc:
         log.error("stream broken after %d slices: %s", report.slices, exc)
         report_error(send, report, f"contextmri: {exc}")

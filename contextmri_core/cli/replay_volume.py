@@ -14,13 +14,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from contextmri_core.data.fftnp import crop_center
+from contextmri_core.cli.series import SeriesMaker, SlicesOut, crop_to, primary_series, recon_comments
 from contextmri_core.data.scan import RawScan, SliceData
 from contextmri_core.errors import InputFileError
 from contextmri_core.io.dicom_writer import DicomSeries, StudyContext, write_series
 from contextmri_core.io.image_outputs import series_stem, write_ismrmrd_images, write_nifti, write_png
-from contextmri_core.io.mrd_images import (SERIES_FALLBACK_OFFSET, SERIES_MAGNITUDE, SERIES_PHASE,
-                                           SERIES_UNCERTAINTY)
 from contextmri_core.io.reader import read_scan
 from contextmri_core.physics.masks import make_mask
 from contextmri_core.physics.mvue import mvue
@@ -71,12 +69,9 @@ class VolumeReport:
 
 @dataclass
 class _Collected:
-    """Per-slice results gathered over the batches of one volume."""
+    """Per-slice results gathered over the batches of one volume, and the baselines."""
 
-    primary: List[np.ndarray] = field(default_factory=list)
-    uncertainty: List[Optional[np.ndarray]] = field(default_factory=list)
-    errors: List[Optional[str]] = field(default_factory=list)
-    methods: List[str] = field(default_factory=list)
+    slices: SlicesOut = field(default_factory=SlicesOut)
     baselines: Dict[str, List[np.ndarray]] = field(default_factory=dict)
 
 
@@ -106,10 +101,7 @@ def _reconstruct(slices: List[SliceData], scan: RawScan, job: VolumeJob, primary
     groups = batches(slices, job.settings.batch_size)
     for res in reconstruct_groups(groups, scan.noise, primary, job.settings, progress):
         for out in res.outcomes:
-            got.primary.append(out.image)
-            got.uncertainty.append(out.uncertainty)
-            got.errors.append(out.error)
-            got.methods.append(out.method)
+            got.slices.add(out, scan.geometry_of(len(got.slices.images)))
         if not want_baselines:
             continue
         for name, cls in CLASSICAL.items():
@@ -122,70 +114,32 @@ def _reconstruct(slices: List[SliceData], scan: RawScan, job: VolumeJob, primary
     return got
 
 
-def _crop(image: np.ndarray, matrix: Tuple[int, int]) -> np.ndarray:
-    """Centre-crop ``(E1, RO)`` to the header's recon matrix ``(ny, nx)`` where smaller."""
-    out = np.asarray(image)
-    for axis, n in zip((-2, -1), matrix):
-        if 0 < n < out.shape[axis]:
-            out = crop_center(out, n, axis=axis)
-    return out
-
-
 def _series(scan: RawScan, job: VolumeJob, got: _Collected,
             reference: Optional[torch.Tensor]) -> List[DicomSeries]:
-    """Every series of the volume: primary (magnitude, phase, uncertainty), its fallback
-    slices as their own labelled series, baselines and reference when computed."""
-    s = job.settings
-    comments = {"guidance": s.guidance, "steps": s.steps, "model": job.model_name,
-                "seed": s.seed, "ensemble": s.ensemble, "undersample": job.undersample}
-    idx_ok = [i for i, e in enumerate(got.errors) if e is None]
-    idx_fb = [i for i, e in enumerate(got.errors) if e is not None]
+    """Every series of the volume: primary (+ phase, uncertainty, labelled fallbacks) and,
+    when asked, the classical baselines and the fully sampled reference."""
     proto = scan.metadata.protocol_name or scan.metadata.series_description or "scan"
-    out: List[DicomSeries] = []
-
-    def add(idx: Sequence[int], images: Sequence[np.ndarray], number: int, method: str,
-            kind: str, reason: Optional[str] = None) -> None:
-        if not idx:
-            return
-        label = f"{proto} contextmri {method.upper()}" + ("" if kind == "magnitude" else f" {kind}")
-        out.append(DicomSeries(
-            images=[_crop(_part(images[i], kind), scan.recon_matrix) for i in idx],
-            geometry=[scan.geometry_of(i) for i in idx],
-            metadata=[scan.slices[i].metadata for i in idx], series_number=number,
-            description=label, kind=kind, method=method, fallback_reason=reason,
-            comments=comments))
-
-    add(idx_ok, got.primary, SERIES_MAGNITUDE, s.method, "magnitude")
-    if s.phase:
-        add(idx_ok, got.primary, SERIES_PHASE, s.method, "phase")
-    if s.ensemble > 1:
-        add(idx_ok, got.uncertainty, SERIES_UNCERTAINTY, s.method, "uncertainty")
-    for k, method in enumerate(sorted({got.methods[i] for i in idx_fb})):
-        idx = [i for i in idx_fb if got.methods[i] == method]
-        add(idx, got.primary, SERIES_FALLBACK_OFFSET + SERIES_MAGNITUDE + k, method, "magnitude",
-            got.errors[idx[0]])
-    everything = list(range(len(got.primary)))
+    comments = recon_comments(job.settings, job.model_name, undersample=job.undersample)
+    maker = SeriesMaker(got.slices, scan.recon_matrix, proto, comments)
+    out = primary_series(maker, job.settings)
     if job.baselines:
+        every = list(range(len(got.slices.images)))
         for name, images in got.baselines.items():
-            add(everything, images, BASELINE_SERIES[name], name, "magnitude")
+            out += maker.make(every, images, BASELINE_SERIES[name], name)
         if reference is not None:
-            add(everything, list(reference.numpy()), BASELINE_SERIES["reference"], "reference",
-                "magnitude")
+            out += maker.make(every, list(reference.numpy()), BASELINE_SERIES["reference"],
+                              "reference")
     return out
-
-
-def _part(image: np.ndarray, kind: str) -> np.ndarray:
-    return np.angle(image) if kind == "phase" else np.abs(image)
 
 
 def _metrics(got: _Collected, reference: torch.Tensor, method: str,
              matrix: Tuple[int, int]) -> Dict[str, Dict[str, float]]:
     """``{method: {psnr, ssim}}`` (means over slices, LS intensity match) on the recon grid."""
-    ref = torch.from_numpy(np.stack([_crop(r, matrix) for r in reference.numpy()]))
-    stacks = {method: got.primary, **got.baselines}
+    ref = torch.from_numpy(np.stack([crop_to(r, matrix) for r in reference.numpy()]))
+    stacks = {method: got.slices.images, **got.baselines}
     scores = {}
     for name, images in stacks.items():
-        img = torch.from_numpy(np.stack([_crop(np.asarray(i), matrix) for i in images]))
+        img = torch.from_numpy(np.stack([crop_to(np.asarray(i), matrix) for i in images]))
         scores[name] = {k: round(float(v), 4) for k, v in score_slices(img, ref).items()}
     return scores
 
@@ -229,11 +183,12 @@ def process_file(path: Path, job: VolumeJob, primary: Callable, stem: str,
     diffusion = s.method in ("dds", "dps")
     cb = progress(n_groups * s.ensemble * s.steps if diffusion else 0) if progress else None
     got = _reconstruct(slices, scan, job, primary, cb, job.baselines or reference is not None)
-    fallbacks = [e for e in got.errors if e is not None]
+    fallbacks = [e for e in got.slices.errors if e is not None]
     report.slices, report.method = len(slices), s.method
     report.fallback_slices = len(fallbacks)
     report.fallback_reason = fallbacks[0] if fallbacks else None
-    report.fallback_method = next((m for m, e in zip(got.methods, got.errors) if e), None)
+    report.fallback_method = next((m for m, e in zip(got.slices.methods, got.slices.errors) if e),
+                                  None)
     if reference is not None:
         report.metrics = _metrics(got, reference, s.method, scan.recon_matrix)
     report.outputs = [str(p) for p in _write(_series(scan, job, got, reference), scan, job, stem)]

@@ -38,6 +38,12 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--pacs", default=None, metavar="HOST:PORT:AET",
+                   help="also send every session's images as DICOM to this PACS (C-STORE)")
+    p.add_argument("--calling-aet", default="CONTEXTMRI", help="our AE title for --pacs")
+    p.add_argument("--outbox", default=None,
+                   help="DICOM outbox for --pacs (default ~/.local/state/contextmri/outbox); "
+                        "what the PACS does not take stays there for `contextmri push`")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="any further StreamSettings field (e.g. --set phase=true)")
     p.add_argument("--ready-file", type=Path, default=None,
@@ -54,7 +60,8 @@ def _config(args):
 
     props = {"model": args.model, "method": args.method, "steps": args.steps,
              "guidance": args.guidance, "seed": args.seed, "batch_size": args.batch_size,
-             "device": args.device}
+             "device": args.device, "pacs": args.pacs, "calling_aet": args.calling_aet,
+             "outbox": args.outbox}
     for item in args.set:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: use NAME=VALUE")

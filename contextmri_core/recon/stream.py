@@ -59,6 +59,9 @@ class StreamSettings:
     fallback: str = "sense"  # sense | zero_filled | none
     repetition: Optional[int] = None
     time_budget_s: Optional[float] = None  # per scan; past it the fallback reconstructs the rest
+    pacs: Optional[str] = None  # HOST:PORT:AET: also send the images as DICOM (C-STORE)
+    calling_aet: str = "CONTEXTMRI"
+    outbox: Optional[str] = None  # DICOM outbox folder (default ~/.local/state/contextmri/outbox)
 
     def __post_init__(self) -> None:
         checks = (("method", self.method in METHODS, f"use one of {METHODS}"),
