@@ -114,3 +114,22 @@ def test_harden_makes_unknown_ids_errors_on_a_gadgetron_connection():
     finally:
         a.close()
         b.close()
+
+
+def test_pacs_property_also_sends_the_images_as_dicom(scan, tmp_path):
+    """``pacs`` in the pipeline properties: the gadget still returns its ISMRMRD images and
+    sends one DICOM instance per slice (through the outbox, left empty) to a Storage SCP."""
+    from tests.io.test_pacs import FakePacs
+
+    model, path, header, acqs = scan
+    pacs = FakePacs()
+    try:
+        props = _props(model, pacs=f"127.0.0.1:{pacs.port}:FAKEPACS",
+                       outbox=str(tmp_path / "outbox"))
+        msgs = h.run_gadget("acquisitions", props, header, [ms.frame_acquisition(a) for a in acqs],
+                            tmp_path / "g.log")
+    finally:
+        pacs.server.shutdown()
+    assert _ids(msgs) == [ms.IMAGE, ms.IMAGE, ms.CLOSE], (tmp_path / "g.log").read_text()
+    assert len(pacs.received) == 2 and pacs.patient_ids == {"sim00000"}
+    assert list((tmp_path / "outbox").glob("*.dcm")) == []
