@@ -52,7 +52,8 @@ def _progress_factory(stem: str, enabled: bool, rank: int) -> Callable[[int], An
         if not enabled or total <= 0:
             return None
         bar = tqdm(total=total, desc=stem if rank == 0 else f"[{rank}] {stem}", unit="step",
-                   file=sys.stderr, position=rank, leave=True, dynamic_ncols=True)
+                   file=sys.stderr, position=rank, leave=True, dynamic_ncols=True,
+                   disable=None)  # None: no bar when stderr is not a terminal (CI logs)
 
         def step(i: int, n: int, t: int) -> None:
             bar.update(1)
