@@ -15,9 +15,6 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from contextmri_core.data.prompt import build_prompt
 from contextmri_core.physics.masks import make_mask
 from contextmri_core.physics.mvue import mvue

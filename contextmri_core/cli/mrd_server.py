@@ -132,7 +132,8 @@ class StreamServer:
                                  tap, send)
         except Exception as exc:  # noqa: BLE001 - logged and answered, then the next client
             log.error("session from %s failed: %s", peer, exc)
-            _try(lambda: report_error(send, report, f"contextmri serve: {exc}"))
+            message = f"contextmri serve: {exc}"
+            _try(lambda: report_error(send, report, message))
         _try(lambda: send(frame_close()))
         _try(conn.close)
         self.served += 1

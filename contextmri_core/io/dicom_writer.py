@@ -35,6 +35,12 @@ from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.data.prompt import build_prompt
 from contextmri_core.data.study import StudyInfo, parse_study
 from contextmri_core.errors import InputFileError, ShapeError, check_fields
+from contextmri_core.io.dicom_values import (MAX_STORED, SeriesScale, mr_sequence, quantise,
+                                             series_scale)
+from contextmri_core.io.dicom_values import decimal_string as _ds
+from contextmri_core.io.dicom_values import dicom_date as _da
+from contextmri_core.io.dicom_values import dicom_time as _tm
+from contextmri_core.io.dicom_values import text_value as _text
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +53,6 @@ GAMMA_MHZ_PER_T = 42.577478518
 KINDS = ("magnitude", "phase", "uncertainty")
 METHODS = ("dds", "dps", "sense", "zero_filled", "l1_wavelet", "reference")
 AI_METHODS = ("dds", "dps")
-MAX_STORED = 65535
 _PYDICOM3 = int(pydicom.__version__.split(".")[0]) >= 3
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _KIND_TEXT = {"magnitude": "magnitude image", "phase": "phase map (radians)",
@@ -130,79 +135,10 @@ class StudyContext:
         return cls(study, study_uid, frame_uid, (fx, fy, fz))
 
 
-# --- value formatting ------------------------------------------------------------------------
-
-def _text(value: Optional[str], limit: int, name: str) -> str:
-    """``value`` as a DICOM string of at most ``limit`` characters ("" for None); backslashes
-    (value delimiters) and control characters are replaced. Truncation is logged by name."""
-    if value is None:
-        return ""
-    text = re.sub(r"[\x00-\x1f]", " ", str(value))
-    text = (text.replace("\\", "/") if limit <= 64 else text).strip()
-    if len(text) > limit:
-        logger.warning("%s is longer than %d characters: truncated", name, limit)
-        text = text[:limit].rstrip()
-    return text
-
-
-def _ds(value: float) -> str:
-    """A decimal string of at most 16 characters."""
-    for digits in range(12, 0, -1):
-        text = f"{float(value):.{digits}g}"
-        if len(text) <= 16:
-            return text
-    return "0"
-
-
-def _da(iso: Optional[str]) -> str:
-    return iso.replace("-", "") if iso else ""  # YYYY-MM-DD -> DA
-
-
-def _tm(iso: Optional[str]) -> str:
-    return iso.replace(":", "") if iso else ""  # HH:MM:SS.ffffff -> TM
-
-
 def _opt(ds: Dataset, keyword: str, value: Optional[float]) -> None:
     """Set the DS ``keyword`` if ``value`` is a finite number."""
     if value is not None and math.isfinite(value):
         setattr(ds, keyword, _ds(value))
-
-
-# --- scaling ---------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class SeriesScale:
-    """real value = stored * slope + intercept; the window is in stored values (the MR Image
-    IOD has no Modality LUT, so viewers window the stored values)."""
-
-    slope: float
-    intercept: float
-    window_center: float
-    window_width: float
-
-
-def series_scale(images: Sequence[np.ndarray], kind: str) -> SeriesScale:
-    """One scale for all ``images``: [0, max] (or [-pi, pi] for phase) onto 0..65535, window
-    from the robust 1st/99.5th percentiles."""
-    if kind == "phase":
-        return SeriesScale(2 * math.pi / MAX_STORED, -math.pi, MAX_STORED / 2, MAX_STORED + 1)
-    values = np.concatenate([np.asarray(i, np.float64).ravel() for i in images])
-    values = np.clip(values[np.isfinite(values)], 0.0, None)
-    top = float(values.max()) if values.size else 0.0
-    slope = top / MAX_STORED if top > 0 else 1.0
-    lo, hi = (np.percentile(values, [1.0, 99.5]) / slope if values.size else (0.0, 1.0))
-    width = max(float(hi - lo), 1.0)
-    return SeriesScale(slope, 0.0, float(lo) + width / 2, width)
-
-
-def quantise(image: np.ndarray, scale: SeriesScale) -> np.ndarray:
-    """``(ny, nx)`` uint16 stored values of ``image`` (non-finite -> 0, clipped to range)."""
-    a = np.asarray(image, np.float64)
-    bad = ~np.isfinite(a)
-    if bad.any():
-        logger.warning("%d non-finite pixel values written as 0", int(bad.sum()))
-    stored = np.rint((np.where(bad, scale.intercept, a) - scale.intercept) / scale.slope)
-    return np.clip(stored, 0, MAX_STORED).astype("<u2")
 
 
 # --- dataset ---------------------------------------------------------------------------------
@@ -280,24 +216,6 @@ def derivation_description(series: DicomSeries) -> str:
         return (f"{kind} reconstructed from undersampled k-space by the contextmri AI "
                 f"(diffusion prior, {series.method.upper()} sampling)")
     return f"{kind} reconstructed by contextmri with the classical {series.method} method"
-
-
-def mr_sequence(meta: ScanMetadata) -> Tuple[List[str], List[str]]:
-    """(ScanningSequence, SequenceVariant) from ``meta.sequence`` and TI."""
-    name = (meta.sequence or "").lower().replace("_", "").replace(" ", "")
-    scanning: List[str] = []
-    if "spinecho" in name or name in ("se", "tse", "fse"):
-        scanning.append("SE")
-    elif "gradient" in name or name in ("gre", "flash", "fisp", "spgr"):
-        scanning.append("GR")
-    elif "epi" in name or "echoplanar" in name:
-        scanning.append("EP")
-    if meta.ti_ms is not None:
-        scanning.append("IR")
-    variant = [v for v, hit in (("SK", "turbo" in name or "fast" in name or name == "tse"),
-                                ("SP", "spoil" in name or name in ("flash", "spgr")),
-                                ("MP", meta.ti_ms is not None)) if hit]
-    return scanning or ["RM"], variant or ["NONE"]
 
 
 def _mr(ds: Dataset, meta: ScanMetadata, ctx: StudyContext) -> None:

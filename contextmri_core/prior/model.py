@@ -7,7 +7,7 @@ UNet's downsampling factor are zero-padded around the centre and cropped back.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 import torch

@@ -4,7 +4,7 @@ norm, i.e. of the squared misfit scaled by ``1 / (2 ||y - A x0||)``, times ``zet
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 

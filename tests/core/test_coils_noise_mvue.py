@@ -7,7 +7,7 @@ import torch
 
 from contextmri_core.physics.calibration import calibration_box, calibration_data
 from contextmri_core.physics.coils import espirit_maps, rss
-from contextmri_core.physics.fft import fft2c, ifft2c
+from contextmri_core.physics.fft import ifft2c
 from contextmri_core.physics.masks import poisson2d, to_2d, uniform1d
 from contextmri_core.physics.mvue import center_crop, mvue, normalise
 from contextmri_core.physics.noise import noise_covariance, prewhiten, prewhitening_matrix
