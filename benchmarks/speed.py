@@ -34,6 +34,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.bart import run_bart, to_bart  # noqa: E402
 from benchmarks.dds_step import measure_step, random_problem  # noqa: E402
 from contextmri_core.io.cfl import write_cfl  # noqa: E402
 from contextmri_core.physics.calibration import calibration_data  # noqa: E402
@@ -77,11 +78,9 @@ def espirit_vs_bart(sizes=((128, 8), (256, 16)), repeats: int = 5) -> List[Dict[
         calib = torch.from_numpy(calibration_data(ksp, mask))
         ours = median_seconds(lambda: espirit_maps(calib, (n, n)), repeats)
         with tempfile.TemporaryDirectory() as tmp:
-            write_cfl(Path(tmp) / "k", np.transpose(ksp, (1, 2, 0))[:, :, None, :])
-            cmd = ["bart", "ecalib", "-m1", "-c", "0.95", "-r", f"{n}:{n}:1",
-                   str(Path(tmp) / "k"), str(Path(tmp) / "m")]
-            bart = median_seconds(lambda: subprocess.run(cmd, check=True, capture_output=True),
-                                  repeats)
+            write_cfl(Path(tmp) / "k", to_bart(ksp))
+            cmd = ["ecalib", "-m1", "-c", "0.95", "-r", f"{n}:{n}:1", "k", "m"]
+            bart = median_seconds(lambda: run_bart(cmd, Path(tmp)), repeats)
         rows.append({"matrix": n, "coils": coils, "acs_rows": int(calib.shape[1]),
                      "ours_s": ours, "bart_s": bart, "ratio": ours / bart})
     return rows
