@@ -81,7 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", type=Path, help="fully sampled ISMRMRD/fastMRI .h5 files")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="checkpoint directory")
     p.add_argument("--out", type=Path, default=Path("eval_out"))
-    p.add_argument("--masks", default="uniform1d:4,uniform1d:8", help="comma-separated mask specs")
+    p.add_argument("--masks", default="uniform1d:4,uniform1d:8:0.0625",
+                   help="comma-separated mask specs (default x4 and x8; at matrix 128 x8 needs "
+                        "a 0.0625 centre: ESPIRiT needs >= 8 fully sampled lines)")
     p.add_argument("--guidance", default="0,1,2", help="comma-separated CFG scales")
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--max-slices", type=int, default=0,

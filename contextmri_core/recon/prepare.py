@@ -1,5 +1,5 @@
-"""From a read scan to the tensors every reconstructor takes: prewhitening, retrospective
-undersampling, ESPIRiT maps from the calibration data actually present. Shared by the demo,
+"""From a read scan to the tensors every reconstructor takes: prewhitening, optional SVD coil
+compression, retrospective undersampling, ESPIRiT maps from the calibration data actually present. Shared by the demo,
 replay and the gadgets so they cannot drift apart."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.data.scan import RawScan, SliceData
 from contextmri_core.errors import ConfigError
 from contextmri_core.physics.calibration import calibration_data
+from contextmri_core.physics.coil_compression import compress, compression_matrix, kept_energy
 from contextmri_core.physics.coils import espirit_maps
 from contextmri_core.physics.noise import prewhiten, prewhitening_matrix
 
@@ -31,8 +32,12 @@ class PrepConfig:
     espirit_threshold: float = 0.02
     espirit_crop: float = 0.95
     device: str = "cpu"
+    virtual_coils: Optional[int] = None  # SVD coil compression to this many coils; None = off
 
     def __post_init__(self) -> None:
+        if self.virtual_coils is not None and self.virtual_coils < 1:
+            raise ConfigError(f"virtual_coils must be None (no compression) or >= 1, "
+                              f"got {self.virtual_coils}")
         if not 0 <= self.espirit_crop < 1:
             raise ConfigError(f"espirit_crop must be in [0, 1), got {self.espirit_crop}")
         if self.espirit_kernel_width < 3:
@@ -60,30 +65,61 @@ def undersample(sl: SliceData, mask: np.ndarray) -> SliceData:
                                acs=None, acs_rows=None)
 
 
-def estimate_maps(sl: SliceData, cfg: PrepConfig, w: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """ESPIRiT maps ``(C, ny, nx)`` from the slice's calibration block (prewhitened by ``w``)."""
+def _calibration_block(sl: SliceData, cfg: PrepConfig, w: Optional[torch.Tensor]) -> torch.Tensor:
+    """The slice's calibration block ``(C, rows, cols)`` on ``cfg.device``, prewhitened by ``w``."""
     block = torch.from_numpy(calibration_data(sl.kspace, sl.mask, sl.acs, sl.acs_rows))
     block = block.to(cfg.device)
-    if w is not None:
-        block = prewhiten(block, w, coil_dim=0)
+    return block if w is None else prewhiten(block, w, coil_dim=0)
+
+
+def _espirit(block: torch.Tensor, sl: SliceData, cfg: PrepConfig) -> torch.Tensor:
     return espirit_maps(block, sl.kspace.shape[-2:], cfg.espirit_kernel_width,
                         cfg.espirit_threshold, cfg.espirit_crop)
+
+
+def estimate_maps(sl: SliceData, cfg: PrepConfig, w: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """ESPIRiT maps ``(C, ny, nx)`` from the slice's calibration block (prewhitened by ``w``)."""
+    return _espirit(_calibration_block(sl, cfg, w), sl, cfg)
+
+
+def _compresses(cfg: PrepConfig, num_coils: int) -> bool:
+    return cfg.virtual_coils is not None and cfg.virtual_coils < num_coils
+
+
+def _slice_inputs(sl: SliceData, kspace: torch.Tensor, cfg: PrepConfig,
+                  w: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(k-space ``(V, ky, kx)``, maps ``(V, ny, nx)``) of one slice whose prewhitened k-space is
+    ``kspace`` ``(C, ky, kx)``: compressed to ``cfg.virtual_coils`` with a matrix from the
+    slice's own calibration block (then ESPIRiT on the compressed block), else V = C."""
+    block = _calibration_block(sl, cfg, w)
+    if _compresses(cfg, block.shape[0]):
+        matrix = compression_matrix(block, num_virtual=cfg.virtual_coils)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("slice %s: %d -> %d coils keep %.4f of the calibration energy",
+                      sl.metadata.slice_index, block.shape[0], matrix.shape[0],
+                      kept_energy(block, matrix))
+        kspace, block = compress(kspace, matrix, coil_dim=-3), compress(block, matrix, coil_dim=0)
+    return kspace, _espirit(block, sl, cfg)
 
 
 def prepare_slices(
     slices: Sequence[SliceData], noise: Optional[np.ndarray], cfg: PrepConfig = PrepConfig()
 ) -> SliceBatch:
-    """Stack slices (same matrix) into a batch with prewhitened k-space and ESPIRiT maps."""
+    """Stack slices (same matrix) into a batch with prewhitened (and, with
+    ``cfg.virtual_coils``, coil-compressed) k-space and ESPIRiT maps."""
     w = None
     if cfg.prewhiten and noise is not None:
         w = prewhitening_matrix(torch.from_numpy(np.asarray(noise)).to(cfg.device))
     ksp = torch.from_numpy(np.stack([s.kspace for s in slices])).to(cfg.device)
     if w is not None:
         ksp = prewhiten(ksp, w, coil_dim=-3)
-    maps = torch.stack([estimate_maps(s, cfg, w) for s in slices])
+    pairs = [_slice_inputs(s, k, cfg, w) for s, k in zip(slices, ksp)]
+    ksp, maps = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
     mask = torch.from_numpy(np.stack([s.mask for s in slices]).astype(np.float32)).to(cfg.device)
-    log.info("prepared %d slices: kspace %s, %s", len(slices), tuple(ksp.shape),
-             "prewhitened" if w is not None else "not prewhitened")
+    log.info("prepared %d slices: kspace %s, %s%s", len(slices), tuple(ksp.shape),
+             "prewhitened" if w is not None else "not prewhitened",
+             f", {slices[0].num_coils} coils compressed to {ksp.shape[1]}"
+             if _compresses(cfg, slices[0].num_coils) else "")
     return SliceBatch(kspace=ksp, mask=mask, maps=maps, metadata=tuple(s.metadata for s in slices))
 
 

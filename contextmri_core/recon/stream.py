@@ -58,6 +58,7 @@ class StreamSettings:
     prewhiten: bool = True
     fallback: str = "sense"  # sense | zero_filled | none
     repetition: Optional[int] = None
+    virtual_coils: Optional[int] = None  # SVD coil compression before DDS; None = all coils
     time_budget_s: Optional[float] = None  # per scan; past it the fallback reconstructs the rest
     pacs: Optional[str] = None  # HOST:PORT:AET: also send the images as DICOM (C-STORE)
     calling_aet: str = "CONTEXTMRI"
@@ -70,7 +71,9 @@ class StreamSettings:
                   ("batch_size", self.batch_size >= 1, "use >= 1"),
                   ("ensemble", self.ensemble >= 1, "use >= 1"),
                   ("time_budget_s", self.time_budget_s is None or self.time_budget_s > 0,
-                   "use a positive number of seconds (or none)"))
+                   "use a positive number of seconds (or none)"),
+                  ("virtual_coils", self.virtual_coils is None or self.virtual_coils >= 1,
+                   "use >= 1 virtual coils (or none: no coil compression)"))
         for name, ok, fix in checks:
             if not ok:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is invalid: {fix}")
@@ -108,7 +111,7 @@ def _convert(name: str, kind: type, value: Any, default: Any) -> Any:
                     raise ValueError(value)
                 return text in ("true", "1", "yes")
             return bool(value)
-        if isinstance(default, int) or name == "repetition":
+        if isinstance(default, int) or name in ("repetition", "virtual_coils"):
             return int(value)
         if isinstance(default, float) or name == "time_budget_s":
             return float(value)
@@ -198,7 +201,8 @@ def reconstruct_groups(groups: Iterable[List[SliceData]], noise: Optional[np.nda
     ``settings.time_budget_s`` the diffusion sampler is stopped once the budget of the whole
     scan is spent and the fallback reconstructs that batch and the rest.
     """
-    prep = PrepConfig(prewhiten=settings.prewhiten, device=settings.resolved_device())
+    prep = PrepConfig(prewhiten=settings.prewhiten, device=settings.resolved_device(),
+                      virtual_coils=settings.virtual_coils)
     deadline = None if settings.time_budget_s is None else time.monotonic() + settings.time_budget_s
     for group in groups:
         try:
