@@ -49,7 +49,7 @@ DEFAULTS: Dict[str, Any] = {
     "ensemble": 1, "seed": 0, "batch_size": 4, "device": "auto", "anatomy": None,
     "phase": False, "prewhiten": True, "fallback": "sense", "time_budget": None,
     "repetition": None, "pacs": None, "calling_aet": "CONTEXTMRI", "outbox": None,
-    "show_phi": False, "progress": True,
+    "show_phi": False, "progress": True, "virtual_coils": None,
 }
 
 
@@ -87,6 +87,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     rec.add_argument("--time-budget", type=float, metavar="S",
                      help="seconds per file for the diffusion recon; past it the fallback runs")
     rec.add_argument("--repetition", type=int, help="ISMRMRD repetition to use (default lowest)")
+    rec.add_argument("--virtual-coils", type=int, metavar="N",
+                     help="SVD coil compression to N virtual coils before ESPIRiT and DDS "
+                          "(faster CG with many coils; default off)")
     pacs = p.add_argument_group("PACS")
     pacs.add_argument("--pacs", metavar="HOST:PORT:AET", help="send the DICOM files (C-STORE)")
     pacs.add_argument("--calling-aet", help="our AE title (default CONTEXTMRI)")

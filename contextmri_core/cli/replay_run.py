@@ -39,6 +39,7 @@ def settings_of(opts: Dict[str, Any], local_rank: int) -> StreamSettings:
             batch_size=int(opts["batch_size"]), ensemble=int(opts["ensemble"]), device=device,
             anatomy=opts["anatomy"], phase=bool(opts["phase"]), prewhiten=bool(opts["prewhiten"]),
             fallback=str(opts["fallback"]), repetition=opts["repetition"],
+            virtual_coils=None if opts["virtual_coils"] is None else int(opts["virtual_coils"]),
             time_budget_s=None if opts["time_budget"] is None else float(opts["time_budget"]))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid setting: {exc}") from exc

@@ -177,7 +177,8 @@ def process_file(path: Path, job: VolumeJob, primary: Callable, stem: str,
 
         study = parse_study(scan.header_xml)
         log.warning("%s: patient %s, ID %s", path.name, study.patient_name, study.patient_id)
-    prep = PrepConfig(prewhiten=s.prewhiten, device=s.resolved_device())
+    prep = PrepConfig(prewhiten=s.prewhiten, device=s.resolved_device(),
+                      virtual_coils=s.virtual_coils)
     slices, reference = _inputs(scan, job, path, prep)
     n_groups = -(-len(slices) // s.batch_size)
     diffusion = s.method in ("dds", "dps")

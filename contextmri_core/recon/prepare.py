@@ -1,5 +1,6 @@
 """From a read scan to the tensors every reconstructor takes: prewhitening, optional SVD coil
-compression, retrospective undersampling, ESPIRiT maps from the calibration data actually present. Shared by the demo,
+compression, retrospective undersampling, ESPIRiT maps from the calibration data actually
+present. Shared by the demo,
 replay and the gadgets so they cannot drift apart."""
 
 from __future__ import annotations
