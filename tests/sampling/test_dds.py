@@ -83,6 +83,10 @@ def test_cfg_is_one_batched_call_and_interpolates(scale):
     assert len(net.batch_sizes) == 1
     assert net.batch_sizes[0] == (3 if scale in (0.0, 1.0) else 6)
     assert torch.allclose(out, eps_u + scale * (eps_c - eps_u))
+    split_net = CountingNet()
+    split = guided_eps(split_net, x, t, cond, uncond, scale, split=True)
+    assert split_net.batch_sizes == ([3] if scale in (0.0, 1.0) else [3, 3])
+    assert torch.allclose(split, out, atol=1e-6)
 
 
 def test_one_network_call_per_dds_step(problem):
