@@ -324,3 +324,21 @@ if __name__ == "__main__":
     from tests.orthanc import namespace_main as _main  # one module object for the scenario too
 
     sys.exit(_main(sys.argv[1:]))
+
+
+def run_cli(*args: str, timeout_s: float = 240.0) -> Dict[str, Any]:
+    """``contextmri ARGS`` as a subprocess (from a scenario): rc, stdout, stderr tail."""
+    done = subprocess.run([sys.executable, "-m", "contextmri_core.cli.main", *args],
+                          capture_output=True, text=True, timeout=timeout_s)
+    return {"rc": done.returncode, "stdout": done.stdout.strip(), "stderr": done.stderr[-3000:]}
+
+
+def scenario_workdir(tmp_path_factory: Any, name: str) -> Path:
+    """A fresh work folder for a scenario, or a pytest skip when no private network
+    namespace can be made here."""
+    import pytest
+
+    reason = namespace_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    return tmp_path_factory.mktemp(name)

@@ -7,26 +7,18 @@ CLI's exit codes against pynetdicom's own SCP (no Orthanc needed).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
 
-from tests.orthanc import namespace_skip_reason, run_scenario, write_mr_instances
+from tests.orthanc import run_cli, run_scenario, scenario_workdir, write_mr_instances
 
 TAGS = ("PatientID", "SOPInstanceUID", "Modality")
 
 
 # ----------------------------------------------------------------------------- in the namespace
-def _cli(*args: str) -> Dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "contextmri_core.cli.main", *args],
-                          capture_output=True, text=True, timeout=120)
-    return {"rc": done.returncode, "stdout": done.stdout.strip(), "stderr": done.stderr[-2000:]}
-
-
 def _queued(folder: Path) -> Optional[List[str]]:
     """What a look at the folder shows as queued (the hidden .lock aside); None if missing."""
     if not folder.is_dir():
@@ -68,9 +60,9 @@ def main(orthanc, params: Dict[str, Any]) -> Dict[str, Any]:
 
     work = Path(params["workdir"])
     orthanc.start()
-    out: Dict[str, Any] = {"echo": _cli("push", str(work / "outbox1"), "--pacs", orthanc.pacs,
+    out: Dict[str, Any] = {"echo": run_cli("push", str(work / "outbox1"), "--pacs", orthanc.pacs,
                                         "--echo-only")}
-    out["push"] = _cli("push", str(work / "outbox1"), "--enqueue", params["first"],
+    out["push"] = run_cli("push", str(work / "outbox1"), "--enqueue", params["first"],
                        "--pacs", orthanc.pacs)
     out["outbox1_left"] = _queued(work / "outbox1")
     out["tags"] = _tags(orthanc)
@@ -80,7 +72,7 @@ def main(orthanc, params: Dict[str, Any]) -> Dict[str, Any]:
     out["midrun"] = _stop_midway(second, params)
     second.start()  # same storage
     out["stored_before_resume"] = len(second.instances())
-    out["resume"] = _cli("push", str(work / "outbox2"), "--pacs", second.pacs)
+    out["resume"] = run_cli("push", str(work / "outbox2"), "--pacs", second.pacs)
     out["resume_pending"] = _queued(work / "outbox2")
     out["resume_count"] = len(second.instances())
     return out
@@ -89,10 +81,7 @@ def main(orthanc, params: Dict[str, Any]) -> Dict[str, Any]:
 # ----------------------------------------------------------------------------- on the host
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory):
-    reason = namespace_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    work = tmp_path_factory.mktemp("push_orthanc")
+    work = scenario_workdir(tmp_path_factory, "push_orthanc")
     first = write_mr_instances(work / "first", 6, patient_id="PUSH01")
     second = write_mr_instances(work / "second", 6, patient_id="PUSH02")
     result = run_scenario(Path(__file__), {"first": str(work / "first"),

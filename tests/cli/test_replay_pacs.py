@@ -4,28 +4,20 @@ a later ``contextmri push`` delivers them. The module is also the scenario (test
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Dict
 
 import pytest
 
-from tests.orthanc import namespace_skip_reason, run_scenario
+from tests.orthanc import run_cli, run_scenario, scenario_workdir
 
 TAGS = ("PatientID", "SOPInstanceUID", "SeriesDescription", "RepetitionTime", "EchoTime",
         "FlipAngle", "ImageType")
 
 
 # ----------------------------------------------------------------------------- in the namespace
-def _cli(*args: str) -> Dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "contextmri_core.cli.main", *args],
-                          capture_output=True, text=True, timeout=240)
-    return {"rc": done.returncode, "stdout": done.stdout.strip(), "stderr": done.stderr[-3000:]}
-
-
 def _replay(params: Dict[str, Any], out: Path, pacs: str) -> Dict[str, Any]:
-    return _cli("replay", params["scan"], "--model", params["model"], "--steps", "2",
+    return run_cli("replay", params["scan"], "--model", params["model"], "--steps", "2",
                 "--device", "cpu", "--no-progress", "--phase", "--out", str(out), "--pacs", pacs)
 
 
@@ -40,7 +32,7 @@ def main(orthanc, params: Dict[str, Any]) -> Dict[str, Any]:
     out["queued"] = sorted(p.name for p in (work / "down" / "outbox").glob("*.dcm"))
     orthanc.start()
     before = len(orthanc.instances())
-    out["push"] = _cli("push", str(work / "down" / "outbox"), "--pacs", orthanc.pacs)
+    out["push"] = run_cli("push", str(work / "down" / "outbox"), "--pacs", orthanc.pacs)
     out["added_by_push"] = len(orthanc.instances()) - before
     out["left"] = sorted(p.name for p in (work / "down" / "outbox").glob("*.dcm"))
     return out
@@ -51,10 +43,7 @@ def main(orthanc, params: Dict[str, Any]) -> Dict[str, Any]:
 def scenario(tmp_path_factory):
     from tests.mrd_helpers import synthetic_scan, tiny_model
 
-    reason = namespace_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    work = tmp_path_factory.mktemp("replay_pacs")
+    work = scenario_workdir(tmp_path_factory, "replay_pacs")
     params = {"scan": str(synthetic_scan(work / "scan.h5")), "model": str(tiny_model(work / "m"))}
     return run_scenario(Path(__file__), params, work, timeout_s=240), work
 
