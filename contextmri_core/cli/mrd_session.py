@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from contextmri_core.cli.series import SeriesMaker, SlicesOut, primary_series, recon_comments, send_to_pacs
+from contextmri_core.cli.series import (SeriesMaker, SlicesOut, primary_series, protocol_label,
+                                        recon_comments, send_to_pacs)
 from contextmri_core.data.assembly import AcqRecord
 from contextmri_core.data.encoding import EncodingInfo, parse_encoding
 from contextmri_core.io.mrd_images import GeometryTap, ImageRequest, image_frames
@@ -127,13 +128,10 @@ def report_error(send: Send, report: SessionReport, text: str) -> None:
 def _to_pacs(done: SlicesOut, xml: str, enc: EncodingInfo, settings: StreamSettings,
              model_name: str) -> None:
     """Also send the session's images as DICOM to the PACS (through the outbox)."""
-    from contextmri_core.data.header import parse_header
-
     recon = enc.recon_matrix
     matrix = (int(recon[1]), int(recon[0])) if recon else (0, 0)
-    meta = parse_header(xml)
-    proto = meta.protocol_name or meta.series_description or "scan"
-    maker = SeriesMaker(done, matrix, proto, recon_comments(settings, model_name))
+    maker = SeriesMaker(done, matrix, protocol_label(done.metadata[0]),
+                        recon_comments(settings, model_name))
     res = send_to_pacs(primary_series(maker, settings), xml, _fov(enc), settings.pacs,
                        settings.calling_aet, Path(settings.outbox) if settings.outbox else None)
     if not res.ok:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from contextmri_core.cli.mrd_session import Engine
 from contextmri_core.cli.replay import output_stems
 from contextmri_core.cli.replay_volume import VolumeJob, VolumeReport, process_file
-from contextmri_core.errors import ConfigError, ContextMRIError
+from contextmri_core.errors import ContextMRIError
 from contextmri_core.recon.stream import StreamSettings
 
 log = logging.getLogger("contextmri.replay")
@@ -32,17 +32,11 @@ def settings_of(opts: Dict[str, Any], local_rank: int) -> StreamSettings:
     device = str(opts["device"])
     if device == "auto":
         device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    try:
-        return StreamSettings(
-            model=opts["model"], method=str(opts["method"]), steps=int(opts["steps"]),
-            guidance=float(opts["guidance"]), seed=int(opts["seed"]),
-            batch_size=int(opts["batch_size"]), ensemble=int(opts["ensemble"]), device=device,
-            anatomy=opts["anatomy"], phase=bool(opts["phase"]), prewhiten=bool(opts["prewhiten"]),
-            fallback=str(opts["fallback"]), repetition=opts["repetition"],
-            virtual_coils=None if opts["virtual_coils"] is None else int(opts["virtual_coils"]),
-            time_budget_s=None if opts["time_budget"] is None else float(opts["time_budget"]))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid setting: {exc}") from exc
+    names = ("model", "method", "steps", "guidance", "seed", "batch_size", "ensemble", "anatomy",
+             "phase", "prewhiten", "fallback", "repetition", "virtual_coils")
+    props = {**{n: opts[n] for n in names}, "device": device,
+             "time_budget_s": opts["time_budget"]}
+    return StreamSettings.from_properties(props)  # converts and names a bad value
 
 
 def _progress_factory(stem: str, enabled: bool, rank: int) -> Callable[[int], Any]:

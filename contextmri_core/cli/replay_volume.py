@@ -14,7 +14,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from contextmri_core.cli.series import SeriesMaker, SlicesOut, crop_to, primary_series, recon_comments
+from contextmri_core.cli.series import (SeriesMaker, SlicesOut, crop_to, primary_series,
+                                        protocol_label, recon_comments)
 from contextmri_core.data.scan import RawScan, SliceData
 from contextmri_core.errors import InputFileError
 from contextmri_core.io.dicom_writer import DicomSeries, StudyContext, write_series
@@ -118,7 +119,7 @@ def _series(scan: RawScan, job: VolumeJob, got: _Collected,
             reference: Optional[torch.Tensor]) -> List[DicomSeries]:
     """Every series of the volume: primary (+ phase, uncertainty, labelled fallbacks) and,
     when asked, the classical baselines and the fully sampled reference."""
-    proto = scan.metadata.protocol_name or scan.metadata.series_description or "scan"
+    proto = protocol_label(scan.metadata)
     comments = recon_comments(job.settings, job.model_name, undersample=job.undersample)
     maker = SeriesMaker(got.slices, scan.recon_matrix, proto, comments)
     out = primary_series(maker, job.settings)

@@ -53,6 +53,11 @@ def crop_to(image: np.ndarray, matrix: Tuple[int, int]) -> np.ndarray:
     return out
 
 
+def protocol_label(meta: ScanMetadata) -> str:
+    """What a series description starts with: the protocol (or series) name of the scan."""
+    return meta.protocol_name or meta.series_description or "scan"
+
+
 def _part(image: np.ndarray, kind: str) -> np.ndarray:
     return np.angle(image) if kind == "phase" else np.abs(image)
 

@@ -14,12 +14,11 @@ from typing import Any, Sequence, Tuple
 
 import numpy as np
 
-from contextmri_core.data.geometry import SliceGeometry
+from contextmri_core.data.geometry import SliceGeometry, Vec3
 from contextmri_core.io.dicom_writer import DicomSeries
 from contextmri_core.io.png import grid_sheet
 
 log = logging.getLogger(__name__)
-Vec3 = Tuple[float, float, float]
 IMTYPE = {"magnitude": 1, "phase": 2, "uncertainty": 1}
 
 
@@ -45,8 +44,9 @@ def write_ismrmrd_images(path: Path, series_list: Sequence[DicomSeries], header_
     from contextmri_core.data.prompt import build_prompt
     from contextmri_core.io.mrd_images import image_header, meta_xml
 
-    private_file(Path(path))
-    os.remove(path)  # ismrmrd creates the file itself; the directory is private
+    Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if Path(path).exists():
+        os.remove(path)  # ismrmrd creates the file itself (and would append to an old one)
     dset = ismrmrd.Dataset(str(path), "dataset", create_if_needed=True)
     try:
         dset.write_xml_header(header_xml.encode("utf-8"))
