@@ -17,7 +17,7 @@ from contextmri_core.cli.main import main
 from contextmri_core.data.metadata import ScanMetadata
 
 ROOT = Path(__file__).resolve().parents[2]
-HEADER = (ROOT.parent / "shared" / "fixtures" / "fastmri_brain_axflair_header.xml").read_bytes()
+HEADER = (ROOT / "tests" / "fixtures" / "fastmri_brain_axflair_header.xml").read_bytes()
 PROMPT0 = ("brain, Slice 0, FLAIR, Sequence: TurboSpinEcho, TR: 9000, TE: 86, TI: 2500, "
            "Flip angle: 150")
 

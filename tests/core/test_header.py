@@ -14,7 +14,7 @@ from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.data.prompt import build_prompt
 from contextmri_core.errors import HeaderError
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 NS = 'xmlns="http://www.ismrm.org/ISMRMRD"'
 
 
@@ -67,7 +67,7 @@ KNEE_BODY = """
   </sequenceParameters>"""
 
 
-# --- the shared real-layout fastMRI fixture -------------------------------------------------
+# --- the real-layout fastMRI fixture (tests/fixtures) -------------------------------------------------
 
 def test_fastmri_brain_fixture():
     meta = parse_header((FIXTURES / "fastmri_brain_axflair_header.xml").read_text())

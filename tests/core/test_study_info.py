@@ -9,7 +9,7 @@ import pytest
 from contextmri_core.data.study import StudyInfo, parse_study
 from contextmri_core.errors import HeaderError
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 FULL = """<?xml version="1.0" encoding="utf-8"?>
 <ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">
