@@ -35,7 +35,7 @@ def _stop_midway(orthanc, params: Dict[str, Any]) -> Dict[str, Any]:
     """Push with the library; Orthanc is stopped right after the 2nd instance was stored.
     Orthanc 1.10's DICOM server waits for open associations (ours, idle in ``on_sent``) before
     it stops, so the SIGTERM is followed by SIGKILL after 1 s."""
-    from contextmri_core.io.pacs import Outbox, PacsTarget, find_dicom_files, push
+    from contextmri_core.io.dicom.pacs import Outbox, PacsTarget, find_dicom_files, push
 
     outbox = Outbox(Path(params["workdir"]) / "outbox2")
     outbox.enqueue(find_dicom_files([Path(params["second"])]))

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from contextmri_core.io import mrd_stream as ms
+from contextmri_core.io.mrd import stream as ms
 from tests import mrd_helpers as h
 from tests.io.test_mrd_stream import HEADER
 
@@ -98,7 +98,7 @@ def test_shepp_logan_phantom_goes_through_the_gadget(shepp_logan, scan, tmp_path
 def test_harden_makes_unknown_ids_errors_on_a_gadgetron_connection():
     from gadgetron.external.connection import Connection
 
-    from contextmri_core.io.gadgetron_compat import harden, items
+    from contextmri_core.io.mrd.gadgetron_compat import harden, items
 
     a, b = socket.socketpair()
     try:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from contextmri_core.errors import InputFileError
-from contextmri_core.io.cfl import read_cfl, write_cfl
+from contextmri_core.io.raw.cfl import read_cfl, write_cfl
 
 
 def random_complex(shape, seed=0):

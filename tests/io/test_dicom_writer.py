@@ -22,12 +22,12 @@ from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.data.prompt import build_prompt
 from contextmri_core.data.scan import RawScan
 from contextmri_core.errors import ConfigError, ShapeError
-from contextmri_core.io.dicom_writer import (
+from contextmri_core.io.dicom.writer import (
     DicomSeries, StudyContext, mr_sequence, new_uid, write_series,
 )
-from contextmri_core.io.fastmri_writer import write_fastmri
-from contextmri_core.io.ismrmrd_writer import write_ismrmrd
-from contextmri_core.io.reader import read_scan
+from contextmri_core.io.raw.fastmri_writer import write_fastmri
+from contextmri_core.io.raw.ismrmrd_writer import write_ismrmrd
+from contextmri_core.io.raw.reader import read_scan
 from contextmri_core.synth.scan import SimConfig, simulate
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

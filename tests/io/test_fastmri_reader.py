@@ -12,8 +12,8 @@ import pytest
 from contextmri_core.data.encoding import parse_encoding
 from contextmri_core.data.prompt import build_prompt
 from contextmri_core.errors import InputFileError
-from contextmri_core.io.fastmri_reader import read_fastmri
-from contextmri_core.io.reader import read_scan
+from contextmri_core.io.raw.fastmri_reader import read_fastmri
+from contextmri_core.io.raw.reader import read_scan
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 HEADER = (FIXTURES / "fastmri_brain_axflair_header.xml").read_bytes()

@@ -13,9 +13,9 @@ import pytest
 
 from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.errors import InputFileError
-from contextmri_core.io.ismrmrd_reader import (
+from contextmri_core.io.raw.ismrmrd_reader import (
     read_ismrmrd, record_from_acquisition, records_from_table)
-from contextmri_core.io.reader import read_scan
+from contextmri_core.io.raw.reader import read_scan
 from tests.conftest import run_tool
 
 NOISE, CAL, CAL_IMG, NAV = 19, 20, 21, 23
@@ -264,8 +264,8 @@ def test_read_scan_dispatches_to_ismrmrd(shepp_logan, tmp_path):
 def test_slice_geometry_comes_from_each_slice_s_first_imaging_line(tmp_path):
     """Positions and directions as the synthetic writer put them in the acquisition headers;
     a fastMRI file (no acquisition headers) gets an axial stack one slice thickness apart."""
-    from contextmri_core.io.fastmri_writer import write_fastmri
-    from contextmri_core.io.ismrmrd_writer import write_ismrmrd
+    from contextmri_core.io.raw.fastmri_writer import write_fastmri
+    from contextmri_core.io.raw.ismrmrd_writer import write_ismrmrd
     from contextmri_core.synth.scan import SimConfig, simulate
 
     sim = simulate(2, "AXT2", SimConfig(matrix=32, num_slices=3, num_coils=2))

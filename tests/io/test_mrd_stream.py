@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from contextmri_core.data.header import parse_header
-from contextmri_core.io import mrd_stream as ms
-from contextmri_core.io.mrd_images import (GeometryTap, ImageRequest, SliceGeometry,
+from contextmri_core.io.mrd import stream as ms
+from contextmri_core.io.mrd.images import (GeometryTap, ImageRequest, SliceGeometry,
                                            image_frames, meta_xml)
 
 try:  # ismrmrd >= 1.15; 1.14 (Gadgetron's runtime image) has no serializer to compare with

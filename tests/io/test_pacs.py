@@ -12,7 +12,8 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
 
 from contextmri_core.errors import ConfigError, InputFileError
-from contextmri_core.io.pacs import Outbox, PacsTarget, PushReport, echo, find_dicom_files, push
+from contextmri_core.io.dicom.pacs import (Outbox, PacsTarget, PushReport, echo, find_dicom_files,
+                                           push)
 from tests.orthanc import MR_IMAGE_STORAGE, write_mr_instances
 
 VERIFICATION = "1.2.840.10008.1.1"

@@ -16,13 +16,14 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 
 from contextmri_core.data.metadata import ScanMetadata  # noqa: E402
 from contextmri_core.errors import ContextMRIError, InputFileError  # noqa: E402
-from contextmri_core.io import checkpoint  # noqa: E402
+from contextmri_core.io.models import checkpoint  # noqa: E402
 from contextmri_core.prior.build import new_prior  # noqa: E402
-from contextmri_core.io.checkpoint import CheckpointError, load_prior, save_prior  # noqa: E402
+from contextmri_core.io.models.checkpoint import (  # noqa: E402
+    CheckpointError, load_prior, save_prior)
 from contextmri_core.prior.encoders.clip import ClipEncoderConfig  # noqa: E402
 from contextmri_core.prior.encoders.factory import EncoderConfig  # noqa: E402
 from contextmri_core.prior.encoders.structured import StructuredEncoderConfig  # noqa: E402
-from contextmri_core.io.official import load_any  # noqa: E402
+from contextmri_core.io.models.official import load_any  # noqa: E402
 from contextmri_core.prior.schedule import ScheduleConfig  # noqa: E402
 from tests.prior.tiny_clip import make_tiny_clip  # noqa: E402
 

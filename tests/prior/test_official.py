@@ -19,9 +19,10 @@ from transformers import CLIPTextModel, CLIPTokenizer  # noqa: E402
 
 from contextmri_core.data.metadata import ScanMetadata  # noqa: E402
 from contextmri_core.data.prompt import build_prompt  # noqa: E402
-from contextmri_core.io.checkpoint import CheckpointError, load_prior, save_prior  # noqa: E402
+from contextmri_core.io.models.checkpoint import (  # noqa: E402
+    CheckpointError, load_prior, save_prior)
 from contextmri_core.prior.model import from_channels, to_channels  # noqa: E402
-from contextmri_core.io.official import load_any, load_official  # noqa: E402
+from contextmri_core.io.models.official import load_any, load_official  # noqa: E402
 from contextmri_core.prior.presets import unet_config  # noqa: E402
 from tests.prior.tiny_clip import make_tiny_clip  # noqa: E402
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from contextmri_core.data.fftnp import crop_center, ifftc
 from contextmri_core.errors import InputFileError
-from contextmri_core.io.ismrmrd_writer import build_header_xml
+from contextmri_core.io.raw.ismrmrd_writer import build_header_xml
 
 logger = logging.getLogger(__name__)
 

@@ -35,12 +35,12 @@ from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.data.prompt import build_prompt
 from contextmri_core.data.study import StudyInfo, parse_study
 from contextmri_core.errors import InputFileError, ShapeError, check_fields
-from contextmri_core.io.dicom_values import (MAX_STORED, SeriesScale, mr_sequence, quantise,
+from contextmri_core.io.dicom.values import (MAX_STORED, SeriesScale, mr_sequence, quantise,
                                              series_scale)
-from contextmri_core.io.dicom_values import decimal_string as _ds
-from contextmri_core.io.dicom_values import dicom_date as _da
-from contextmri_core.io.dicom_values import dicom_time as _tm
-from contextmri_core.io.dicom_values import text_value as _text
+from contextmri_core.io.dicom.values import decimal_string as _ds
+from contextmri_core.io.dicom.values import dicom_date as _da
+from contextmri_core.io.dicom.values import dicom_time as _tm
+from contextmri_core.io.dicom.values import text_value as _text
 
 logger = logging.getLogger(__name__)
 

@@ -10,11 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from contextmri_core.cli.mrd_session import Engine
-from contextmri_core.cli.replay import output_stems
-from contextmri_core.cli.replay_volume import VolumeJob, VolumeReport, process_file
 from contextmri_core.errors import ContextMRIError
 from contextmri_core.recon.stream import StreamSettings
+from contextmri_core.service.replay_volume import VolumeJob, VolumeReport, process_file
+from contextmri_core.service.session import Engine
 
 log = logging.getLogger("contextmri.replay")
 
@@ -23,6 +22,17 @@ def world() -> Tuple[int, int, int]:
     """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
     env = os.environ
     return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
+
+
+def output_stems(files: List[Path]) -> List[str]:
+    """A distinct output folder name per file (``name``, ``name_2``, ... for equal names)."""
+    seen: Dict[str, int] = {}
+    stems = []
+    for f in files:
+        stem = f.name[:-3] if f.name.endswith(".h5") else f.stem
+        seen[stem] = seen.get(stem, 0) + 1
+        stems.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    return stems
 
 
 def settings_of(opts: Dict[str, Any], local_rank: int) -> StreamSettings:
@@ -96,7 +106,7 @@ def _push(opts: Dict[str, Any], reports: List[VolumeReport], out: Path
     """Queue every DICOM file written and drain the outbox: (summary line or None, all sent)."""
     if not opts["pacs"]:
         return None, True
-    from contextmri_core.io.pacs import Outbox, PacsTarget, push
+    from contextmri_core.io.dicom.pacs import Outbox, PacsTarget, push
 
     target = PacsTarget.parse(str(opts["pacs"]), calling_aet=str(opts["calling_aet"]))
     outbox = Outbox(Path(opts["outbox"]) if opts["outbox"] else out / "outbox")

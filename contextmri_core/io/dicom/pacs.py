@@ -29,8 +29,8 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
 from contextmri_core.errors import ConfigError, check_fields
-from contextmri_core.io.outbox import (Outbox, UnreadableDicom, find_dicom_files, read_instance,
-                                       read_meta)
+from contextmri_core.io.dicom.outbox import (Outbox, UnreadableDicom, find_dicom_files,
+                                             read_instance, read_meta)
 
 __all__ = ["PacsTarget", "Outbox", "PushReport", "echo", "push", "find_dicom_files",
            "STORED_STATUSES"]

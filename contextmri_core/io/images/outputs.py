@@ -1,4 +1,4 @@
-"""Reconstructed series -> ISMRMRD image .h5, NIfTI and PNG previews (DICOM: ``dicom_writer``).
+"""Reconstructed series -> ISMRMRD image .h5, NIfTI and PNG previews (DICOM: ``io.dicom.writer``).
 
 A series is the ``DicomSeries`` the DICOM writer takes (one real ``(ny, nx)`` image per slice,
 their geometry and metadata), so every output format describes the same images. Files carry
@@ -15,8 +15,8 @@ from typing import Any, Sequence, Tuple
 import numpy as np
 
 from contextmri_core.data.geometry import SliceGeometry, Vec3
-from contextmri_core.io.dicom_writer import DicomSeries
-from contextmri_core.io.png import grid_sheet
+from contextmri_core.io.dicom.writer import DicomSeries
+from contextmri_core.io.images.png import grid_sheet
 
 log = logging.getLogger(__name__)
 IMTYPE = {"magnitude": 1, "phase": 2, "uncertainty": 1}
@@ -42,7 +42,7 @@ def write_ismrmrd_images(path: Path, series_list: Sequence[DicomSeries], header_
     import ismrmrd
 
     from contextmri_core.data.prompt import build_prompt
-    from contextmri_core.io.mrd_images import image_header, meta_xml
+    from contextmri_core.io.mrd.images import image_header, meta_xml
 
     Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if Path(path).exists():

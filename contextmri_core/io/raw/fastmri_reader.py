@@ -25,8 +25,8 @@ from contextmri_core.data.header import parse_header
 from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.data.scan import RawScan, SliceData
 from contextmri_core.errors import HeaderError, InputFileError
-from contextmri_core.io.rawscan import build_raw_scan
-from contextmri_core.io.ismrmrd_reader import open_h5
+from contextmri_core.io.raw.rawscan import build_raw_scan
+from contextmri_core.io.raw.ismrmrd_reader import open_h5
 
 
 PathLike = Union[str, Path]

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from contextmri_core.cli.series import (SeriesMaker, SlicesOut, primary_series, protocol_label,
-                                        recon_comments, send_to_pacs)
 from contextmri_core.data.assembly import AcqRecord
 from contextmri_core.data.encoding import EncodingInfo, parse_encoding
-from contextmri_core.io.mrd_images import GeometryTap, ImageRequest, image_frames
-from contextmri_core.io.mrd_stream import ProtocolError, frame_error, header_text
+from contextmri_core.io.mrd.images import GeometryTap, ImageRequest, image_frames
+from contextmri_core.io.mrd.stream import ProtocolError, frame_error, header_text
 from contextmri_core.recon.base import Reconstructor
 from contextmri_core.recon.stream import StreamSettings, recon_stream
+from contextmri_core.service.series import (SeriesMaker, SlicesOut, primary_series, protocol_label,
+                                            recon_comments, send_to_pacs)
 
 log = logging.getLogger(__name__)
 Send = Callable[[bytes], None]
@@ -79,7 +79,7 @@ class Engine:
         return str(DEFAULT_MODEL_DIR)
 
     def prior(self, settings: StreamSettings) -> Any:
-        from contextmri_core.io.checkpoint import load_prior
+        from contextmri_core.io.models.checkpoint import load_prior
 
         key = (str(Path(self.model_dir(settings)).resolve()), settings.resolved_device())
         if key not in self._priors:

@@ -1,4 +1,4 @@
-"""The DICOM outbox: a private folder of Part-10 files waiting for a PACS (see ``io.pacs``).
+"""The DICOM outbox: a private folder of Part-10 files waiting for a PACS (see ``io.dicom.pacs``).
 
 ``Outbox.enqueue`` checks and copies files in atomically (hidden temporary, fsync,
 ``os.replace``, mode 0o600) under ``<SOPInstanceUID>.dcm``, so re-enqueueing an instance never

@@ -20,20 +20,20 @@ from __future__ import annotations
 
 import logging
 import queue
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Tuple
 
-from contextmri_core.cli.mrd_session import (Engine, SessionReport, properties_from_config,
-                                             properties_from_json, report_error, run_session)
-from contextmri_core.io.ismrmrd_reader import record_from_acquisition
-from contextmri_core.io.mrd_images import GeometryTap
-from contextmri_core.io.mrd_stream import (ACQUISITION, CLOSE, CONFIG_FILE, CONFIG_TEXT, HEADER,
+from contextmri_core.io.mrd.images import GeometryTap
+from contextmri_core.io.mrd.listener import Connection, accept, listen
+from contextmri_core.io.mrd.stream import (ACQUISITION, CLOSE, CONFIG_FILE, CONFIG_TEXT, HEADER,
                                            TEXT, Limits, ProtocolError, SocketReader,
                                            frame_close, frame_error, read_message)
+from contextmri_core.io.raw.ismrmrd_reader import record_from_acquisition
 from contextmri_core.recon.stream import StreamSettings
+from contextmri_core.service.session import (Engine, SessionReport, properties_from_config,
+                                             properties_from_json, report_error, run_session)
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +58,13 @@ class StreamServer:
         self.config = config
         self.engine = engine or Engine()
         self.stopping = threading.Event()
-        self.pending: "queue.Queue[Tuple[socket.socket, tuple]]" = queue.Queue(config.queue_size)
-        self.sock: Optional[socket.socket] = None
+        self.pending: "queue.Queue[Tuple[Connection, tuple]]" = queue.Queue(config.queue_size)
+        self.sock: Optional[Connection] = None
         self.served = 0
 
     def bind(self) -> Tuple[str, int]:
         """Bind and listen; returns the (host, port) actually bound (``port=0`` picks one)."""
-        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((self.config.host, self.config.port))
-        self.sock.listen(self.config.queue_size + 1)
-        self.sock.settimeout(0.5)
+        self.sock = listen(self.config.host, self.config.port, self.config.queue_size + 1)
         host, port = self.sock.getsockname()[:2]
         log.info("listening on %s:%d (queue %d, idle timeout %.1f s)", host, port,
                  self.config.queue_size, self.config.idle_timeout_s)
@@ -85,11 +80,12 @@ class StreamServer:
     def _accept_loop(self) -> None:
         while not self.stopping.is_set():
             try:
-                conn, peer = self.sock.accept()  # type: ignore[union-attr]
-            except socket.timeout:
-                continue
+                got = accept(self.sock)  # type: ignore[arg-type]
             except OSError:
                 break
+            if got is None:
+                continue
+            conn, peer = got
             try:
                 self.pending.put_nowait((conn, peer))
                 log.info("connection from %s queued (%d waiting)", peer, self.pending.qsize())
@@ -119,7 +115,7 @@ class StreamServer:
         log.info("stop requested: finishing the current session, refusing the queue")
         self.stopping.set()
 
-    def handle(self, conn: socket.socket, peer: tuple) -> SessionReport:
+    def handle(self, conn: Connection, peer: tuple) -> SessionReport:
         """One session; never raises (the next client must be served)."""
         t0 = time.perf_counter()
         report = SessionReport()
@@ -190,6 +186,6 @@ def _try(action) -> None:
         log.debug("peer gone: %s", exc)
 
 
-def _refuse(conn: socket.socket, text: str) -> None:
+def _refuse(conn: Connection, text: str) -> None:
     _try(lambda: conn.sendall(frame_error(text) + frame_close()))
     _try(conn.close)

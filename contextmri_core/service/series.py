@@ -16,8 +16,8 @@ import numpy as np
 from contextmri_core.data.fftnp import crop_center
 from contextmri_core.data.geometry import SliceGeometry
 from contextmri_core.data.metadata import ScanMetadata
-from contextmri_core.io.dicom_writer import DicomSeries
-from contextmri_core.io.mrd_images import (SERIES_FALLBACK_OFFSET, SERIES_MAGNITUDE, SERIES_PHASE,
+from contextmri_core.io.dicom.writer import DicomSeries
+from contextmri_core.io.mrd.images import (SERIES_FALLBACK_OFFSET, SERIES_MAGNITUDE, SERIES_PHASE,
                                            SERIES_UNCERTAINTY)
 from contextmri_core.recon.stream import SliceOutcome, StreamSettings
 
@@ -122,8 +122,8 @@ def send_to_pacs(series: Sequence[DicomSeries], header_xml: str, fov_mm: Tuple[f
     """Write ``series`` as DICOM straight into the outbox and drain it to ``pacs``
     (``HOST:PORT:AET``). Returns the ``PushReport``; what the PACS did not take stays queued
     for ``contextmri push``."""
-    from contextmri_core.io.dicom_writer import StudyContext, write_series
-    from contextmri_core.io.pacs import Outbox, PacsTarget, push
+    from contextmri_core.io.dicom.writer import StudyContext, write_series
+    from contextmri_core.io.dicom.pacs import Outbox, PacsTarget, push
 
     target = PacsTarget.parse(pacs, calling_aet=calling_aet)
     box = Outbox(Path(outbox) if outbox else default_outbox())

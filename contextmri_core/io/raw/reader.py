@@ -9,8 +9,8 @@ import h5py
 
 from contextmri_core.data.scan import RawScan
 from contextmri_core.errors import InputFileError
-from contextmri_core.io.fastmri_reader import read_fastmri
-from contextmri_core.io.ismrmrd_reader import open_h5, read_ismrmrd
+from contextmri_core.io.raw.fastmri_reader import read_fastmri
+from contextmri_core.io.raw.ismrmrd_reader import open_h5, read_ismrmrd
 
 
 def detect_layout(path: Union[str, Path]) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 
 from contextmri_core.data.assembly import is_imaging, is_noise
 from contextmri_core.data.geometry import SliceGeometry, Vec3, vec3
-from contextmri_core.io.mrd_stream import frame_image
+from contextmri_core.io.mrd.stream import frame_image
 
 log = logging.getLogger(__name__)
 

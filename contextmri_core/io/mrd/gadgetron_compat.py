@@ -1,9 +1,9 @@
 """Work-arounds for gadgetron-python 1.4.1 (DESIGN.md §7), applied to its ``Connection``.
 
 * an unknown message id ends its iteration silently (results truncated without a word):
-  :func:`harden` makes it a :class:`~contextmri_core.io.mrd_stream.ProtocolError`;
+  :func:`harden` makes it a :class:`~contextmri_core.io.mrd.stream.ProtocolError`;
 * its writers call ``np.array(..., copy=False)`` (fails on numpy 2 when a conversion is needed):
-  we write our own frames (``mrd_stream.frame_*``) straight to the socket;
+  we write our own frames (``stream.frame_*``) straight to the socket;
 * an exception in a gadget reaches Gadgetron as a plain CLOSE: the gadgets send ERROR first.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Iterator
 
-from contextmri_core.io.mrd_stream import NAMES, ProtocolError
+from contextmri_core.io.mrd.stream import NAMES, ProtocolError
 
 log = logging.getLogger(__name__)
 

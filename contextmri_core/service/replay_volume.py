@@ -1,6 +1,6 @@
 """One raw file through ``contextmri replay``: read, (undersample), reconstruct with fallback,
-score, write the series in every asked-for format. The file loop, flags, summary and
-scale-out live in ``contextmri_core.cli.replay``."""
+score, write the series in every asked-for format. The file loop, summary and scale-out live
+in ``replay_run``; the flags in ``contextmri_core.cli.replay``."""
 
 from __future__ import annotations
 
@@ -14,13 +14,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from contextmri_core.cli.series import (SeriesMaker, SlicesOut, crop_to, primary_series,
-                                        protocol_label, recon_comments)
 from contextmri_core.data.scan import RawScan, SliceData
 from contextmri_core.errors import InputFileError
-from contextmri_core.io.dicom_writer import DicomSeries, StudyContext, write_series
-from contextmri_core.io.image_outputs import series_stem, write_ismrmrd_images, write_nifti, write_png
-from contextmri_core.io.reader import read_scan
+from contextmri_core.io.dicom.writer import DicomSeries, StudyContext, write_series
+from contextmri_core.io.images.outputs import (series_stem, write_ismrmrd_images, write_nifti,
+                                              write_png)
+from contextmri_core.io.raw.reader import read_scan
 from contextmri_core.physics.masks import make_mask
 from contextmri_core.physics.mvue import mvue
 from contextmri_core.recon.classical import CLASSICAL
@@ -28,6 +27,8 @@ from contextmri_core.recon.evaluate import score_slices
 from contextmri_core.recon.prepare import PrepConfig, prepare_scan, undersample
 from contextmri_core.recon.stream import StreamSettings, batches, reconstruct_groups
 from contextmri_core.sampling.dds import Progress
+from contextmri_core.service.series import (SeriesMaker, SlicesOut, crop_to, primary_series,
+                                            protocol_label, recon_comments)
 
 log = logging.getLogger(__name__)
 OUTPUTS = ("dicom", "png", "ismrmrd", "nifti")

@@ -21,7 +21,7 @@ from contextmri_core.data.header import parse_header
 from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.data.scan import RawScan
 from contextmri_core.errors import HeaderError, InputFileError
-from contextmri_core.io.rawscan import build_raw_scan
+from contextmri_core.io.raw.rawscan import build_raw_scan
 
 if TYPE_CHECKING:
     import ismrmrd

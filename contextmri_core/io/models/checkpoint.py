@@ -52,7 +52,7 @@ _SECTIONS = ("unet", "encoder", "schedule", "normalisation")
 _HEADER = (
     "# contextmri prior checkpoint. Weights: unet.safetensors, encoder.safetensors\n"
     "# (+ text_encoder/, tokenizer/ when the encoder has a CLIP part). Load with\n"
-    "# contextmri_core.io.checkpoint.load_prior(<this directory>).\n"
+    "# contextmri_core.io.models.checkpoint.load_prior(<this directory>).\n"
 )
 
 PathLike = Union[str, "os.PathLike[str]"]

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Union
 import torch
 
 from contextmri_core.errors import ContextMRIError
-from contextmri_core.io.checkpoint import (
+from contextmri_core.io.models.checkpoint import (
     YAML_NAME, CheckpointError, PathLike, load_prior, place,
 )
 from contextmri_core.prior.encoders.base import ConditionEncoder
