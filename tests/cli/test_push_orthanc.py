@@ -123,7 +123,7 @@ def test_cli_exit_codes_against_a_local_scp(tmp_path, capsys):
     """Without Orthanc: exit 0 when drained, 1 when something stays or is rejected, 2 for bad
     arguments; --enqueue keeps the originals."""
     from contextmri_core.cli.main import main as cli
-    from tests.io.test_pacs import FakePacs
+    from tests.io.dicom.test_pacs import FakePacs
 
     files = write_mr_instances(tmp_path / "results", 3)
     outbox, pacs = tmp_path / "outbox", FakePacs()

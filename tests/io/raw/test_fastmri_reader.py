@@ -15,7 +15,7 @@ from contextmri_core.errors import InputFileError
 from contextmri_core.io.raw.fastmri_reader import read_fastmri
 from contextmri_core.io.raw.reader import read_scan
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 HEADER = (FIXTURES / "fastmri_brain_axflair_header.xml").read_bytes()
 SLICES, COILS, RO, E1, RECON_X = 2, 3, 640, 24, 320
 PROMPT = ("brain, Slice 1, FLAIR, Sequence: TurboSpinEcho, TR: 9000, TE: 86, TI: 2500, "

@@ -30,7 +30,7 @@ from contextmri_core.io.raw.ismrmrd_writer import write_ismrmrd
 from contextmri_core.io.raw.reader import read_scan
 from contextmri_core.synth.scan import SimConfig, simulate
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 CONFIG = SimConfig(matrix=32, num_slices=2, num_coils=4)
 COMMENTS = {"guidance": 1.5, "steps": 40, "model": "contextmri-tiny", "seed": 7}
 VARIANTS = {  # name -> (kind, method, fallback_reason)
