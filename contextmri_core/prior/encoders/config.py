@@ -9,15 +9,23 @@ import re
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from contextmri_core.data.metadata import CONTRASTS
+from contextmri_core.data.metadata import CONTRASTS, PLANES
 from contextmri_core.data.vocab import ANATOMIES
 from contextmri_core.errors import ConfigError, reject_unknown_keys
 
-CATEGORICAL_FIELDS: Tuple[str, ...] = ("anatomy", "contrast", "sequence", "patient_sex")
+#: Where the slice is and how fine its grid: none of the papers' encoders has these.
+GEOMETRY_FIELDS: Tuple[str, ...] = ("slice_plane", "pixel_spacing_mm", "slice_thickness_mm")
+CATEGORICAL_FIELDS: Tuple[str, ...] = ("anatomy", "contrast", "sequence", "patient_sex",
+                                       "slice_plane")
 BAG_FIELDS: Tuple[str, ...] = ("pathology",)
 NUMERIC_FIELDS: Tuple[str, ...] = ("tr_ms", "te_ms", "ti_ms", "flip_angle_deg", "slice_index",
-                                   "patient_age_y", "field_strength_t")
-ALL_FIELDS: Tuple[str, ...] = CATEGORICAL_FIELDS + BAG_FIELDS + NUMERIC_FIELDS
+                                   "patient_age_y", "field_strength_t", "pixel_spacing_mm",
+                                   "slice_thickness_mm")
+#: Token order: the fields of the first encoder, then the geometry fields (so a checkpoint
+#: trained before they existed keeps its token positions).
+ALL_FIELDS: Tuple[str, ...] = tuple(
+    f for f in CATEGORICAL_FIELDS + BAG_FIELDS + NUMERIC_FIELDS if f not in GEOMETRY_FIELDS
+) + GEOMETRY_FIELDS
 #: The MR parameters, dropped together in training (ContextMRI).
 MR_FIELDS: Tuple[str, ...] = ("tr_ms", "te_ms", "ti_ms", "flip_angle_deg")
 
@@ -35,7 +43,7 @@ PATHOLOGIES: Tuple[str, ...] = (
 FUSIONS = ("concat", "add")
 
 _VOCAB_FIELDS = {"anatomy": "anatomies", "contrast": "contrasts", "sequence": "sequences",
-                 "patient_sex": "sexes", "pathology": "pathologies"}
+                 "patient_sex": "sexes", "pathology": "pathologies", "slice_plane": "planes"}
 
 
 def vocab_key(text: str) -> str:
@@ -59,6 +67,7 @@ class StructuredEncoderConfig:
     sequences: Tuple[str, ...] = SEQUENCES
     sexes: Tuple[str, ...] = SEXES
     pathologies: Tuple[str, ...] = PATHOLOGIES
+    planes: Tuple[str, ...] = PLANES
     p_drop_all: float = 0.1
     p_drop_mr: float = 0.5
     p_drop_field: float = 0.1
