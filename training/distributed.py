@@ -48,3 +48,22 @@ def barrier(d: Dist) -> None:
 def teardown(d: Dist) -> None:
     if d.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def broadcast_object(d: Dist, obj):
+    """Rank 0's ``obj`` on every rank (picklable objects)."""
+    if not d.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def mean(d: Dist, value: float) -> float:
+    """The mean of ``value`` over the ranks (itself on one process)."""
+    if not d.enabled:
+        return float(value)
+    t = torch.tensor([float(value)], dtype=torch.float64,
+                     device=d.device if d.device.type == "cuda" else "cpu")
+    dist.all_reduce(t)
+    return float(t.item()) / d.world_size
