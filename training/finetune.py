@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ood-ratio", type=float, default=0.0)
     p.add_argument("--t-window", type=int, nargs=2, metavar=("LO", "HI"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patch-size", type=int, nargs=2, metavar=("H", "W"),
+                   help="training crop (default: the size the checkpoint was trained on)")
+    p.add_argument("--num-workers", type=int, help="DataLoader worker processes (default 0)")
     return p
 
 
@@ -44,6 +47,10 @@ def main(argv: Optional[List[str]] = None) -> int:
              "--lr", str(a.lr), "--seed", str(a.seed)]
     if a.batch_size:
         argv2 += ["--batch-size", str(a.batch_size)]
+    if a.patch_size:
+        argv2 += ["--patch-size", str(a.patch_size[0]), str(a.patch_size[1])]
+    if a.num_workers is not None:
+        argv2 += ["--num-workers", str(a.num_workers)]
     return fit.main(argv2, extra_yaml="\n".join(yaml_lines), base_config=a.config)
 
 

@@ -37,6 +37,7 @@ class MetricsLog:
         self.tb = None
         if not enabled:
             return
+        self.out.mkdir(parents=True, exist_ok=True)
         if self.csv.exists() and resume_step > 0:
             with open(self.csv, newline="") as f:
                 self.rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]

@@ -18,7 +18,7 @@ from typing import List, Optional
 
 import torch
 
-from contextmri_core.io.checkpoint import save_prior
+from contextmri_core.io.checkpoint import read_manifest, save_prior
 from contextmri_core.prior.build import new_prior
 from contextmri_core.prior.encoders.factory import EncoderConfig
 from contextmri_core.prior.loss import epsilon_loss_at
@@ -56,11 +56,18 @@ class TrainNet(torch.nn.Module):
 def build_prior(cfg: FitConfig, patch, dev: torch.device):
     """A fresh prior, or a warm start from ``cfg.init_from`` (see ``training.warm_start``)."""
     enc = EncoderConfig.from_dict(cfg.encoder) if cfg.encoder else None
-    if cfg.init_from:
-        prior, _ = warm_start(cfg.init_from, enc, patch)
-    else:
-        prior = new_prior(cfg.preset, enc or EncoderConfig(), image_size=patch, **cfg.unet)
+    with torch.random.fork_rng(devices=[]):  # initialisation from cfg.seed, global RNG untouched
+        torch.manual_seed(cfg.seed)
+        if cfg.init_from:
+            prior, _ = warm_start(cfg.init_from, enc, patch)
+        else:
+            prior = new_prior(cfg.preset, enc or EncoderConfig(), image_size=patch, **cfg.unet)
     return prior.to(dev).train()
+
+
+def model_size(directory: str) -> List[int]:
+    """The image size a checkpoint was trained on (the default patch when fine-tuning)."""
+    return list(read_manifest(Path(directory))["normalisation"]["image_size"])
 
 
 def lr_at(cfg: FitConfig, step: int) -> float:
@@ -98,7 +105,8 @@ class Trainer:
 
     def __init__(self, cfg: FitConfig, d: distributed.Dist):
         self.cfg, self.d = cfg, d
-        self.train = _Stream(cfg.data, cfg, d, cfg.batch_size, cfg.patch_size,
+        patch = cfg.patch_size or (model_size(cfg.init_from) if cfg.init_from else None)
+        self.train = _Stream(cfg.data, cfg, d, cfg.batch_size, patch,
                              AugmentConfig.from_dict(cfg.augment), cfg.num_workers)
         self.patch = self.train.patch
         self.data = self.train.dataset
@@ -163,7 +171,8 @@ class Trainer:
         return float(loss.detach())
 
     def _name(self, key) -> str:
-        return f"{self.data.entries[key[0]].path.name}:{key[1]}"
+        """``file:slice@epoch`` of a sample key."""
+        return f"{self.data.entries[key[0]].path.name}:{key[1]}@{key[2]}"
 
     def _mix_ood(self, batch: Batch):
         """Replace the last ``round(ood_ratio * B)`` samples by out-of-distribution ones; the
@@ -312,7 +321,7 @@ class Trainer:
     def _report(self) -> None:
         if not self.cfg.log_batches:
             return
-        names = sorted({self._name(k) + f"@{k[2]}" for k in self.seen})
+        names = sorted({self._name(k) for k in self.seen})
         log.info("rank %d/%d trained on %d slices: %s", self.d.rank, self.d.world_size,
                  len(names), names)
 

@@ -43,7 +43,8 @@ def _encoder_fresh(new, old) -> List[str]:
     """Copy the encoder; field-wise when both can (structured), else by name and shape."""
     fresh = copy_matching(new, old)
     for mine, theirs in ((new, old), (getattr(new, "structured", None), getattr(old, "structured", None))):
-        if hasattr(mine, "adopt_from") and type(mine) is type(theirs):
+        if (hasattr(mine, "adopt_from") and type(mine) is type(theirs)
+                and mine.dim == theirs.dim):  # rows of another width cannot be copied
             fields = mine.adopt_from(theirs)
             fresh = [n for n in fresh if not n.endswith(("missing", "field_type"))]
             fresh += [f"field {f}" for f in fields]

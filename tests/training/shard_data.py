@@ -38,3 +38,12 @@ def write_set(directory: Path, shards: Sequence[Tuple[int, int, int]], seed: int
     if manifest:
         write_manifest(directory)
     return directory
+
+
+#: A prior small enough to train a few steps in a test on 2 CPU cores.
+TINY = {"preset": "contextmri-small",
+        "unet": {"block_out_channels": [8, 8, 8, 8], "norm_num_groups": 8,
+                 "attention_head_dim": 8, "cross_attention_dim": 32,
+                 "addition_embed_type_num_heads": 2},
+        "encoder": {"kind": "structured", "structured": {"dim": 32, "hidden": 32}},
+        "batch_size": 2, "lr": 1e-3, "warmup_steps": 1, "log_every": 1, "checkpoint_every": 100}
