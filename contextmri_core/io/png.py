@@ -1,4 +1,5 @@
-"""PNG previews: a contact sheet of magnitude images (rows = slices, columns = methods)."""
+"""PNG previews: a contact sheet of magnitude images (rows = slices, columns = methods), a
+grid of one series, and line charts (training loss curves)."""
 
 from __future__ import annotations
 
