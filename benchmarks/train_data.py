@@ -24,6 +24,7 @@ the machine's load average is recorded with the results.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -95,14 +96,17 @@ def make_data(base: Path, shards: int, slices: int, lead_shards: int) -> Dict[st
 
 
 # ------------------------------------------------------------------------------ children
-def memory_batches(data: str, batch: int, seed: int):
-    """The old path: every shard concatenated in memory, a shuffling DistributedSampler."""
+def memory_batches(data: str, batch: int, patch: int, seed: int = 0):
+    """The old path: every shard concatenated in memory, a shuffling DistributedSampler;
+    centre crops to ``patch`` (as the old ``prepare --size`` stored them)."""
     from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
     from contextmri_core.io.shards import list_shards, load_shards
+    from contextmri_core.physics.mvue import center_crop
     from training.data import Batch
 
     x, meta, ids = load_shards(list_shards(data))
+    x = center_crop(x, (patch, patch))
     ds = TensorDataset(x, torch.arange(x.shape[0]))
     epoch = 0
     while True:
@@ -143,7 +147,7 @@ def _stream(t):
 def child_train(spec: dict) -> dict:
     """Train ``steps`` steps (after 2 warm-up steps); slices/s, data wait, peak RSS."""
     t = _trainer(spec)
-    batches = (memory_batches(spec["data"], spec["batch"], 0) if spec["mode"] == "memory"
+    batches = (memory_batches(spec["data"], spec["batch"], spec["patch"]) if spec["mode"] == "memory"
                else _stream(t))
     wait = slices = 0.0
     for k in range(2 + spec["steps"]):
@@ -162,7 +166,7 @@ def child_train(spec: dict) -> dict:
 def child_alternate(spec: dict) -> dict:
     """One model, the two data paths in turn, step by step: slices/s of each."""
     t = _trainer(spec)
-    paths = {"stream": _stream(t), "memory": memory_batches(spec["data"], spec["batch"], 0)}
+    paths = {"stream": _stream(t), "memory": memory_batches(spec["data"], spec["batch"], spec["patch"])}
     wall = {"stream": 0.0, "memory": 0.0}
     fetch = dict(wall)
     slices = dict(wall)
@@ -198,7 +202,11 @@ def child_loader(spec: dict) -> dict:
     t0, n = time.perf_counter(), 0
     for _ in range(spec["batches"]):
         n += len(next(it)[2])
-    return {"slices_per_s": round(n / (time.perf_counter() - t0), 2), **peak_rss_mib()}
+    rate = n / (time.perf_counter() - t0)
+    it.close()  # ends the workers, so that their peak RSS is counted
+    del it
+    gc.collect()
+    return {"slices_per_s": round(rate, 2), **peak_rss_mib()}
 
 
 def run_child(spec: dict, threads: int) -> dict:

@@ -162,17 +162,22 @@ def make_sample(x: torch.Tensor, meta: ScanMetadata, patch: Sequence[int],
     if g is None:
         return fit_to_patch(x, patch), meta
     u = torch.rand(8, generator=g, dtype=torch.float64).tolist()  # fixed order, see module
+    rescaled = False
     if cfg.resample_spacing_mm and meta.pixel_spacing_mm:
         lo, hi = cfg.resample_spacing_mm
         x, achieved = resample_spacing(x, meta.pixel_spacing_mm, lo + (hi - lo) * u[0])
-        x = renormalise(x)
         meta = dataclasses.replace(meta, pixel_spacing_mm=round(achieved, 6))
-    axis = flip_axis(meta, cfg) if cfg.flip_lr else None
-    if axis is not None and u[1] < 0.5:
-        x = torch.flip(x, dims=(axis,))
-    if cfg.random_phase:
-        x = x * torch.polar(torch.tensor(1.0), torch.tensor(2 * math.pi * u[2]))
+        rescaled = True
     if cfg.intensity_scale:
         lo, hi = cfg.intensity_scale
-        x = renormalise(x * shading(x.shape[-2:], lo, hi, 2 * math.pi * u[3], u[4]))
-    return fit_to_patch(x, patch, (u[5], u[6])), meta
+        x = x * shading(x.shape[-2:], lo, hi, 2 * math.pi * u[3], u[4])
+        rescaled = True
+    if rescaled:
+        x = renormalise(x)
+    x = fit_to_patch(x, patch, (u[5], u[6]))
+    axis = flip_axis(meta, cfg) if cfg.flip_lr else None
+    if axis is not None and u[1] < 0.5:  # after the crop: a random crop of the mirror image
+        x = torch.flip(x, dims=(axis,))
+    if cfg.random_phase:  # a global phase commutes with everything above
+        x = x * torch.polar(torch.tensor(1.0), torch.tensor(2 * math.pi * u[2]))
+    return x, meta

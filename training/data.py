@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Set, Tuple
 
@@ -36,6 +37,22 @@ def sample_seed(seed: int, epoch: int, name: str, slice_index: int, purpose: str
     """A 63-bit seed from the sample's identity (stable across workers, ranks and resumes)."""
     text = f"{seed}/{epoch}/{name}/{slice_index}/{purpose}".encode()
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
+
+
+@contextmanager
+def one_thread():
+    """Run small tensor operations on one intra-op thread: a few-ms FFT or crop split over
+    two threads on a busy 2-core machine waits on the other thread (measured 24 -> 312 ms a
+    sample). DataLoader workers have one thread already; this is for ``num_workers: 0``."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def report_unreadable(path: object, reason: str) -> None:
@@ -111,7 +128,10 @@ class ShardDataset(torch.utils.data.Dataset):
         return r
 
     def __getitem__(self, key: Tuple[int, int, int]) -> Optional[Sample]:
-        shard, index, epoch = (int(k) for k in key)
+        with one_thread():
+            return self._sample(*(int(k) for k in key))
+
+    def _sample(self, shard: int, index: int, epoch: int) -> Optional[Sample]:
         if shard in self._bad:
             return None
         entry = self.entries[shard]

@@ -29,10 +29,16 @@ def load_index(directory: str, d: distributed.Dist, what: str = "training") -> S
     """The readable shards of ``directory`` (rank 0 reads, reports and broadcasts)."""
     index = None
     if d.is_main:
-        index = index_shards(directory)
-        for path, reason in index.unreadable:
-            report_unreadable(path, reason)
+        try:
+            index = index_shards(directory)
+        except InputFileError as exc:  # every rank raises it, none waits for the others
+            index = exc
+        else:
+            for path, reason in index.unreadable:
+                report_unreadable(path, reason)
     index = distributed.broadcast_object(d, index)
+    if isinstance(index, InputFileError):
+        raise index
     if not index.entries:
         raise InputFileError(directory, f"no readable {what} shards: run python -m "
                                         "training.prepare RAW_DIR OUT_DIR first")

@@ -106,8 +106,8 @@ class Trainer:
     def __init__(self, cfg: FitConfig, d: distributed.Dist):
         self.cfg, self.d = cfg, d
         patch = cfg.patch_size or (model_size(cfg.init_from) if cfg.init_from else None)
-        self.train = _Stream(cfg.data, cfg, d, cfg.batch_size, patch,
-                             AugmentConfig.from_dict(cfg.augment), cfg.num_workers)
+        augment = AugmentConfig.from_dict(cfg.augment)
+        self.train = _Stream(cfg.data, cfg, d, cfg.batch_size, patch, augment, cfg.num_workers)
         self.patch = self.train.patch
         self.data = self.train.dataset
         self.prior = build_prior(cfg, self.patch, d.device)
@@ -116,11 +116,13 @@ class Trainer:
             add_lora(self.prior.unet, cfg.lora_rank, cfg.lora_alpha,
                      torch.Generator().manual_seed(cfg.seed))
         n_ood = int(round(cfg.ood_ratio * cfg.batch_size)) if cfg.ood_data else 0
-        self.ood = _Stream(cfg.ood_data, cfg, d, n_ood, self.patch) if n_ood else None
-        self.validator = None
+        self.ood = _Stream(cfg.ood_data, cfg, d, n_ood, self.patch, augment) if n_ood else None
+        self.validator = None  # rank 0 validates; the others wait
         if cfg.val_data:
-            self.validator = Validator(load_index(cfg.val_data, d, "validation"), self.patch,
-                                       cfg.val_slices, cfg.val_timesteps, cfg.seed, cfg.batch_size)
+            val_index = load_index(cfg.val_data, d, "validation")
+            if d.is_main:
+                self.validator = Validator(val_index, self.patch, cfg.val_slices,
+                                           cfg.val_timesteps, cfg.seed, cfg.batch_size)
         self.ema = copy.deepcopy(self.prior).eval().requires_grad_(False)
         params = [p for p in self.prior.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -242,7 +244,7 @@ class Trainer:
                              slices_per_s=rate, data_wait_frac=wait, elapsed_s=self.elapsed)
             w.update(loss=0.0, n=0, wait=0.0, slices=0, t=time.perf_counter())
         checkpoint = step % cfg.checkpoint_every == 0 or done
-        validate = self.validator is not None and (
+        validate = bool(cfg.val_data) and (
             done or (step % cfg.val_every == 0 if cfg.val_every else checkpoint))
         if validate:
             self._validate()
