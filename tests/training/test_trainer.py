@@ -19,16 +19,6 @@ AUGMENT = {"random_phase": True, "flip_lr": True, "intensity_scale": [0.8, 1.25]
            "resample_spacing_mm": [4.0, 8.0]}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread, as the CLI tests run (OMP_NUM_THREADS=1): tiny models on 2 shared
-    cores are much slower with two spinning threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def config(tmp_path, data, out, **kw):
     return load_config(None, {**TINY, "data": str(data), "out": str(tmp_path / out), **kw})
 
