@@ -90,7 +90,8 @@ def test_ismrmrd_file_holds_exactly_the_lines_written(which, request, tmp_path):
         assert acq.number_of_samples == 128 and acq.center_sample == 64
         assert acq.active_channels == 4
         np.testing.assert_array_equal(acq.data, scan.kspace[s, :, line, :])
-        assert acq.position[2] == pytest.approx(scan.subject.slice_positions_mm[s], abs=1e-4)
+        np.testing.assert_allclose(list(acq.position), scan.geometry.positions_mm[s], atol=1e-4)
+        np.testing.assert_allclose(list(acq.slice_dir), scan.geometry.slice_dir, atol=1e-6)
     calib = {(a.idx.slice, a.idx.kspace_encode_step_1) for a in lines
              if _is(a, FLAG_CALIBRATION) or _is(a, FLAG_CALIBRATION_AND_IMAGING)}
     assert calib == {(s, int(i)) for s in range(2) for i in np.flatnonzero(scan.plan.acs)}
