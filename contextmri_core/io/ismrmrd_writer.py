@@ -230,19 +230,49 @@ def _slice_acquisitions(scan: Any, s: int, counter: int) -> Iterator[Any]:
         yield acq
 
 
-def _write_acquisitions(dset: Any, scan: Any) -> None:
-    """Header, noise scan, then every slice's lines (last one flagged last-in-measurement)."""
-    dset.write_xml_header(build_header_xml(scan).encode("utf-8"))
-    for acq in _noise_acquisitions(scan):
-        dset.append_acquisition(acq)
+def _all_acquisitions(scan: Any) -> List[Any]:
+    """Noise scan, then every slice's lines (the last one flagged last-in-measurement)."""
+    acqs = list(_noise_acquisitions(scan))
     counter = 1
     for s in range(scan.kspace.shape[0]):
-        acqs = list(_slice_acquisitions(scan, s, counter))
+        lines = list(_slice_acquisitions(scan, s, counter))
         if s == scan.kspace.shape[0] - 1:
-            acqs[-1].flags |= _flag(FLAG_LAST_IN_MEASUREMENT)
+            lines[-1].flags |= _flag(FLAG_LAST_IN_MEASUREMENT)
+        acqs += lines
+        counter += len(lines)
+    return acqs
+
+
+def _acquisition_table(acqs: List[Any]) -> Optional[np.ndarray]:
+    """The acquisitions as one array of ismrmrd-python's HDF5 compound type (header, traj,
+    data), or None when this ismrmrd version does not expose that type."""
+    from ismrmrd import hdf5
+
+    dtype = getattr(hdf5, "acquisition_dtype", None)
+    head_dtype = getattr(hdf5, "acquisition_header_dtype", None)
+    if dtype is None or head_dtype is None:  # pragma: no cover - other ismrmrd layouts
+        return None
+    table = np.empty((len(acqs),), dtype=dtype)
+    empty = np.zeros(0, np.float32)
+    for i, acq in enumerate(acqs):
+        table[i]["head"] = np.frombuffer(acq.getHead(), dtype=head_dtype)
+        table[i]["data"] = acq.data.view(np.float32).reshape(-1)
+        table[i]["traj"] = empty
+    return table
+
+
+def _write_acquisitions(dset: Any, scan: Any) -> None:
+    """Header, then all acquisitions in one HDF5 write (the same layout as ismrmrd-python's
+    ``append_acquisition``, which costs ~10 ms per line); line by line as a fallback."""
+    dset.write_xml_header(build_header_xml(scan).encode("utf-8"))
+    acqs = _all_acquisitions(scan)
+    table = _acquisition_table(acqs)
+    group = getattr(dset, "_dataset", None)
+    if table is None or group is None or "data" in group:  # pragma: no cover - fallback
         for acq in acqs:
             dset.append_acquisition(acq)
-        counter += len(acqs)
+        return
+    group.create_dataset("data", data=table, maxshape=(None,), chunks=(min(len(acqs), 256),))
 
 
 def write_ismrmrd(path: Union[str, Path], scan: Any) -> Path:
