@@ -68,10 +68,11 @@ def _close(mask: np.ndarray, radius_mm: float, step_mm: float) -> np.ndarray:
 
 
 def _signed_distance(mask: np.ndarray, step_mm: float) -> np.ndarray:
-    """Signed Euclidean distance (mm, + outside) to the boundary of a boolean volume."""
+    """Signed Euclidean distance (mm, + outside) to the boundary of a boolean volume,
+    smoothed by one voxel so that its level sets (the shell layers) show no voxel steps."""
     outside = ndi.distance_transform_edt(~mask, sampling=step_mm)
     inside = ndi.distance_transform_edt(mask, sampling=step_mm)
-    return (outside - inside).astype(np.float32)
+    return ndi.gaussian_filter((outside - inside).astype(np.float32), 1.0, mode="nearest")
 
 
 def _hull_distance(gm: np.ndarray, wm: np.ndarray, t1: np.ndarray) -> np.ndarray:
