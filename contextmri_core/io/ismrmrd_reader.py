@@ -103,7 +103,8 @@ def records_from_table(head: np.ndarray, payload: np.ndarray, path: PathLike) ->
             discard_post=int(cols["discard_post"][i]),
             data=_payload(payload[i], int(cols["active_channels"][i]),
                           int(cols["number_of_samples"][i]), i, path),
-            repetition=int(ids["repetition"][i]), average=int(ids["average"][i]))
+            repetition=int(ids["repetition"][i]), average=int(ids["average"][i]),
+            slice_dir=vec3(head["slice_dir"][i]))
         for i in range(head.shape[0])
     ]
 
@@ -116,7 +117,7 @@ def record_from_acquisition(acq: "ismrmrd.Acquisition") -> AcqRecord:
         slice=int(idx.slice), center_sample=int(acq.center_sample),
         discard_pre=int(acq.discard_pre), discard_post=int(acq.discard_post),
         data=np.asarray(acq.data, dtype=np.complex64), repetition=int(idx.repetition),
-        average=int(idx.average))
+        average=int(idx.average), slice_dir=vec3(acq.slice_dir))
 
 
 def _encoding(xml: str, path: PathLike) -> EncodingInfo:

@@ -45,7 +45,8 @@ def buffer_records(buffer: Any, only_separate_acs: bool = False) -> Iterator[Tup
         yield AcqRecord(flags=flags, e1=int(idx.kspace_encode_step_1),
                         e2=int(idx.kspace_encode_step_2), slice=int(idx.slice),
                         center_sample=ro // 2, discard_pre=0, discard_post=0, data=line,
-                        repetition=int(idx.repetition), average=int(idx.average)), head
+                        repetition=int(idx.repetition), average=int(idx.average),
+                        slice_dir=tuple(float(v) for v in head.slice_dir)), head
 
 
 def recon_data_records(items: Iterable[Any]) -> Iterator[Tuple[AcqRecord, Any]]:

@@ -61,8 +61,11 @@ def test_shepp_logan_noise_acs_mask_metadata(shepp_logan):
     rows = sl.mask.any(axis=1)
     assert rows[embedded].all() and not rows[separate].any()
     assert sl.acceleration == pytest.approx(2.0, abs=0.05)
-    assert scan.metadata == ScanMetadata()  # no sequenceParameters, no subject, no vendor
-    assert sl.metadata == ScanMetadata(slice_index=0)
+    # no sequenceParameters, no subject, no vendor; only the grid (300 mm / 256, 6 mm slices);
+    # the tool leaves slice_dir all zero, so the plane stays unknown
+    grid = dict(pixel_spacing_mm=300 / 256, slice_thickness_mm=6.0)
+    assert scan.metadata == ScanMetadata(**grid)
+    assert sl.metadata == ScanMetadata(slice_index=0, **grid)
 
 
 def test_shepp_logan_image_resembles_phantom_and_tool_recon(shepp_logan, tmp_path):

@@ -5,7 +5,7 @@ Each field of ``ScanMetadata`` becomes one ``dim``-wide token::
     token_f = (value embedding of f  if f is known and not dropped  else  missing_f) + type_f
     tokens  = LayerNorm([SEP, token_1, ..., token_F])          # (B, 1 + F, dim)
 
-Categorical fields (anatomy, contrast, sequence, patient_sex) look up an embedding table with
+Categorical fields (anatomy, contrast, sequence, patient_sex, slice_plane) look up an embedding table with
 one extra "unknown value" row for strings outside the vocabulary (matched case- and
 punctuation-insensitively). Pathology is a multi-label bag over a fixed label vocabulary plus
 an "other" bucket: the mean of the labels' embeddings. Numeric fields are scaled to about
@@ -23,7 +23,13 @@ flip_angle_deg     FA / 180                                 linear, degrees
 slice_index        index / 128                              linear, slice number
 patient_age_y      age / 100                                linear, years
 field_strength_t   B0 / 10                                  linear, tesla (1.5 vs 3 T: 0.15)
+pixel_spacing_mm   spacing / 4 mm                           linear: 0.8 vs 1.0 mm differ by 0.05
+slice_thickness_mm thickness / 10 mm                        linear: 1 vs 5 mm differ by 0.4
 =================  =======================================  ==================================
+
+The geometry fields (slice plane, in-plane pixel spacing, slice thickness) come last in the
+token order, so a checkpoint trained before they existed keeps its token positions
+(``adopt_from`` copies its tables and rows by field name).
 
 A missing value (None, not finite, negative, blank string, empty pathology tuple) uses the
 field's learned "missing" embedding. ``metadata_to_inputs`` (pure, no parameters) turns the
@@ -41,16 +47,23 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from contextmri_core.data.metadata import CONTRASTS, ScanMetadata
+from contextmri_core.data.metadata import CONTRASTS, PLANES, ScanMetadata
 from contextmri_core.data.vocab import ANATOMIES
 from contextmri_core.errors import ConfigError, reject_unknown_keys
 from contextmri_core.prior.encoders.base import ConditionEncoder
 
-CATEGORICAL_FIELDS: Tuple[str, ...] = ("anatomy", "contrast", "sequence", "patient_sex")
+#: Where the slice is and how fine its grid: none of the papers' encoders has these.
+GEOMETRY_FIELDS: Tuple[str, ...] = ("slice_plane", "pixel_spacing_mm", "slice_thickness_mm")
+CATEGORICAL_FIELDS: Tuple[str, ...] = ("anatomy", "contrast", "sequence", "patient_sex",
+                                       "slice_plane")
 BAG_FIELDS: Tuple[str, ...] = ("pathology",)
 NUMERIC_FIELDS: Tuple[str, ...] = ("tr_ms", "te_ms", "ti_ms", "flip_angle_deg", "slice_index",
-                                   "patient_age_y", "field_strength_t")
-ALL_FIELDS: Tuple[str, ...] = CATEGORICAL_FIELDS + BAG_FIELDS + NUMERIC_FIELDS
+                                   "patient_age_y", "field_strength_t", "pixel_spacing_mm",
+                                   "slice_thickness_mm")
+#: Token order: the fields of the first encoder, then the geometry fields.
+ALL_FIELDS: Tuple[str, ...] = tuple(
+    f for f in CATEGORICAL_FIELDS + BAG_FIELDS + NUMERIC_FIELDS if f not in GEOMETRY_FIELDS
+) + GEOMETRY_FIELDS
 #: The MR parameters, dropped together in training (ContextMRI).
 MR_FIELDS: Tuple[str, ...] = ("tr_ms", "te_ms", "ti_ms", "flip_angle_deg")
 
@@ -84,10 +97,11 @@ NUMERIC_SCALES: Dict[str, NumericScale] = {
     "ti_ms": NumericScale(True, 5000.0), "flip_angle_deg": NumericScale(False, 180.0),
     "slice_index": NumericScale(False, 128.0), "patient_age_y": NumericScale(False, 100.0),
     "field_strength_t": NumericScale(False, 10.0),
+    "pixel_spacing_mm": NumericScale(False, 4.0), "slice_thickness_mm": NumericScale(False, 10.0),
 }
 
 _VOCAB_FIELDS = {"anatomy": "anatomies", "contrast": "contrasts", "sequence": "sequences",
-                 "patient_sex": "sexes", "pathology": "pathologies"}
+                 "patient_sex": "sexes", "pathology": "pathologies", "slice_plane": "planes"}
 
 
 def _key(text: str) -> str:
@@ -111,6 +125,7 @@ class StructuredEncoderConfig:
     sequences: Tuple[str, ...] = SEQUENCES
     sexes: Tuple[str, ...] = SEXES
     pathologies: Tuple[str, ...] = PATHOLOGIES
+    planes: Tuple[str, ...] = PLANES
     p_drop_all: float = 0.1
     p_drop_mr: float = 0.5
     p_drop_field: float = 0.1
@@ -325,6 +340,27 @@ class StructuredMetadataEncoder(ConditionEncoder):
     def unconditional(self, batch_size: int) -> torch.Tensor:
         """``(B, 1 + F, dim)``: every field missing."""
         return self.forward([None] * batch_size)
+
+    @torch.no_grad()
+    def adopt_from(self, other: "StructuredMetadataEncoder") -> Tuple[str, ...]:
+        """Copy ``other``'s learned parameters field by field (warm start of an encoder that
+        gained fields): tables and MLPs of fields both have (same shapes), their "missing" and
+        type rows, SEP and LayerNorm. Returns the fields that kept their fresh initialisation."""
+        theirs = other.structured_config.fields
+        for i, field in enumerate(self.structured_config.fields):
+            if field not in theirs:
+                continue
+            j = theirs.index(field)
+            self.missing[i].copy_(other.missing[j])
+            self.field_type[i].copy_(other.field_type[j])
+            for mine, src in ((self.tables, other.tables), (self.mlps, other.mlps)):
+                if field in mine and field in src and all(
+                        a.shape == b.shape for a, b in zip(mine[field].state_dict().values(),
+                                                           src[field].state_dict().values())):
+                    mine[field].load_state_dict(src[field].state_dict())
+        self.sep.copy_(other.sep)
+        self.norm.load_state_dict(other.norm.state_dict())
+        return tuple(f for f in self.structured_config.fields if f not in theirs)
 
     def dropout_mask(self, batch: int,
                      generator: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
