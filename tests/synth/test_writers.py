@@ -152,8 +152,9 @@ def _check_metadata(meta, scan):
     want = scan.metadata
     for name in ("anatomy", "contrast", "sequence", "tr_ms", "te_ms", "ti_ms", "flip_angle_deg",
                  "patient_age_y", "patient_sex", "field_strength_t", "vendor", "model",
-                 "protocol_name", "series_description"):
+                 "protocol_name", "series_description", "slice_plane", "slice_thickness_mm"):
         assert getattr(meta, name) == getattr(want, name), name
+    assert meta.pixel_spacing_mm == pytest.approx(want.pixel_spacing_mm, rel=1e-5)
 
 
 @pytest.mark.skipif(not _have("contextmri_core.io.ismrmrd_reader"), reason="reader not there")
@@ -213,6 +214,10 @@ def test_oblique_coronal_geometry_round_trips_through_the_reader(oblique, tmp_pa
     assert fy / raw.recon_matrix[0] == pytest.approx(meta.pixel_spacing_mm, rel=1e-5)
     assert meta.pixel_spacing_mm == pytest.approx(3.1) and fz == meta.slice_thickness_mm == 3.0
     assert raw.metadata.contrast == "T1"  # "CORT1" still maps to T1
+    for m in [raw.metadata] + [sl.metadata for sl in raw.slices]:  # header -> reader metadata
+        assert m.pixel_spacing_mm == pytest.approx(meta.pixel_spacing_mm, rel=1e-5)
+        assert m.slice_thickness_mm == pytest.approx(meta.slice_thickness_mm)
+        assert m.slice_plane == "coronal"
     step = np.subtract(geom.positions_mm[1], geom.positions_mm[0])
     assert step @ np.asarray(geom.slice_dir) == pytest.approx(3.0 + 1.0)  # thickness + gap
 
