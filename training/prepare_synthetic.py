@@ -15,6 +15,7 @@ progress on stderr and a summary (also OUT/synthetic_summary.json) at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import multiprocessing as mp
@@ -45,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--slices-per-subject", type=int, default=12, help="default 12")
     p.add_argument("--slices-per-scan", type=int, default=4,
                    help="slices per scan (= per shard; default 4)")
-    p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="parallel processes (default 2; 0 = in this process)")
     p.add_argument("--planes", default=d["planes"], help=f"default {d['planes']}")
     p.add_argument("--oblique", type=float, default=d["oblique"], metavar="DEG",
                    help=f"max stack tilt in degrees (default {d['oblique']:g})")
@@ -129,6 +131,16 @@ def _job(job) -> Tuple[int, List[dict], int, float, str]:
         return index, [], 0, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"
 
 
+@contextlib.contextmanager
+def _results(jobs: list, workers: int):
+    """Job results as they finish: a spawn pool of ``workers``, or in order in this process."""
+    if workers <= 0:
+        yield (_job(j) for j in jobs)
+        return
+    with mp.get_context("spawn").Pool(workers) as pool:
+        yield pool.imap_unordered(_job, jobs)
+
+
 def summarise(infos: List[dict], seconds: float, failed: int, skipped: int) -> dict:
     """Counts per plane / matrix / contrast kind, slices and throughput."""
     slices = sum(i["slices"] for i in infos)
@@ -165,8 +177,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     log.info("%d subjects x %d slices (%d scans each) -> %s", len(jobs), cfg.slices_per_subject,
              cfg.groups_per_subject, args.out)
     infos, failed, skipped, t0 = [], [], 0, time.perf_counter()
-    with mp.get_context("spawn").Pool(max(1, args.workers)) as pool:
-        for k, (index, got, skip, sec, err) in enumerate(pool.imap_unordered(_job, jobs), 1):
+    with _results(jobs, args.workers) as results:
+        for k, (index, got, skip, sec, err) in enumerate(results, 1):
             skipped += skip
             if err:
                 failed.append((index, err))

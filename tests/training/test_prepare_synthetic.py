@@ -44,7 +44,7 @@ def test_one_readable_shard_per_scan_on_its_native_grid(out):
 
 def test_a_second_run_keeps_what_is_there(out):
     before = {p.name: p.stat().st_mtime_ns for p in list_shards(out)}
-    assert prepare_synthetic.main([str(out)] + ARGS) == 0
+    assert prepare_synthetic.main([str(out)] + ARGS + ["--workers", "0"]) == 0
     assert {p.name: p.stat().st_mtime_ns for p in list_shards(out)} == before
     summary = json.loads((out / "synthetic_summary.json").read_text())
     assert summary["shards_written"] == 0 and summary["shards_skipped"] == 4
