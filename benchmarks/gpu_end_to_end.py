@@ -94,7 +94,7 @@ def torchrun_training(run: Run, py: str, work: Path, cuda: bool) -> Dict[str, ob
     steps = 20 if cuda else 2
     cfg = work / "fit.yaml"
     cfg.write_text("preset: contextmri-small\nprecision: bf16\nbatch_size: 8\nwarmup_steps: 5\n"
-                   "log_every: 5\ncheckpoint_every: 1000\n")
+                   "log_every: 1\ncheckpoint_every: 1000\n")
     t0 = time.perf_counter()
     proc = run([py, "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_port",
                 str(_free_port()), "-m", "training.fit", "--config", str(cfg), "--data",

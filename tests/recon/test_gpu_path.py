@@ -33,6 +33,7 @@ from tests.phantom import phantom
 #: Largest relative L2 difference to the fp32 reconstruction we accept (see the docstring).
 TOLERANCE = {"bf16": 6e-2, "fp16": 1e-2}
 DDS = DDSConfig(steps=3, guidance=2.0, cg_iterations=5)
+META_DDS = DDSConfig(steps=2, guidance=2.0, cg_iterations=5)
 
 
 def _problem(n: int = 32, coils: int = 4, batch: int = 1):
@@ -175,7 +176,7 @@ def test_the_whole_reconstruction_runs_on_the_meta_device(preset, size):
     ksp, mask, maps = _problem(size, coils=4, batch=2)
     per_step = []
     with count_host_reads() as reads:
-        recon = DiffusionReconstructor(prior, DiffusionReconConfig(dds=DDS), device="meta",
+        recon = DiffusionReconstructor(prior, DiffusionReconConfig(dds=META_DDS), device="meta",
                                        progress=lambda i, n, t: per_step.append(dict(reads)))
         probe = BoundaryProbe(prior)
         try:
@@ -186,6 +187,6 @@ def test_the_whole_reconstruction_runs_on_the_meta_device(preset, size):
     assert out.image.device.type == "meta" and out.image.dtype == torch.complex64
     assert out.image.shape == (2, size, size)
     assert probe.seen["eps_batch"] == {4} and probe.seen["unet_in"] == {(torch.float32, 2, False)}
-    assert len(per_step) == DDS.steps and all(s == per_step[0] for s in per_step)
+    assert len(per_step) == META_DDS.steps and all(s == per_step[0] for s in per_step)
     assert reads["cross_device"] >= 3  # k-space, mask, maps: once, before the loop
     assert reads["scalar"] == reads["data_dependent"] == 0
