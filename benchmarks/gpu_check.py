@@ -182,6 +182,10 @@ def _fmt(v, spec: str = ".3f") -> str:
     return format(v, spec) if isinstance(v, (int, float)) else "-"
 
 
+def _gib(mib: Optional[float]) -> Optional[float]:
+    return None if mib is None else mib / 1024
+
+
 def table(results: Dict[str, object]) -> str:
     """The short table: one line per part, then the timing grid."""
     parts = results["parts"]
@@ -189,7 +193,8 @@ def table(results: Dict[str, object]) -> str:
     for name, p in parts.items():
         fig = ""
         if name == "replay" and "cpu" in p:
-            fig = "cpu dds " + _fmt(p["cpu"]["scores"]["dds"]["psnr"], ".2f") + " dB"
+            fig = (f"cpu dds {_fmt(p['cpu']['scores']['dds']['psnr'], '.2f')} dB"
+                   f" ({p['cpu']['wall_s']} s)")
             if "cuda" in p:
                 fig += (", gpu dds " + _fmt(p["cuda"]["scores"]["dds"]["psnr"], ".2f")
                         + f" dB, gpu vs cpu {_fmt(p.get('gpu_vs_cpu_psnr_db'), '.2f')} dB"
@@ -206,7 +211,7 @@ def table(results: Dict[str, object]) -> str:
             note = r.get("skipped") or r.get("error")
             vals = ("  " + str(note)[:60]) if note else (
                 f"  {_fmt(r.get('s_per_slice_50_steps'), '10.3f')} {_fmt(r.get('s_per_slice_100_steps'), '11.3f')}"
-                f" {_fmt(r.get('step_s'), '7.3f')} {_fmt((r.get('peak_mib') or 0) / 1024, '9.2f')}"
+                f" {_fmt(r.get('step_s'), '7.3f')} {_fmt(_gib(r.get('peak_mib')), '9.2f'):>9}"
                 f"  {_fmt(r.get('rel_diff_to_fp32'), '.1e')}")
             lines.append(f"{r['model']:<11} {r['size']:>4} {r['batch']:>5} {r['precision']:<5}{vals}")
     return "\n".join(lines)

@@ -56,7 +56,6 @@ venv_over() {  # venv_over BASE_PY: .venv-gpu seeing BASE_PY's packages, torch p
   site=$(.venv-gpu/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
   "$base" -c "import site, sys; print('\n'.join(site.getsitepackages() + [p for p in sys.path if p.endswith('site-packages')]))" \
     | awk '!seen[$0]++' > "$site/zz_base_python.pth"
-  "$base" -c "import torch; print('torch==' + torch.__version__)" > gpu_check_out/constraints.txt
 }
 
 pick_python() {
@@ -78,7 +77,8 @@ if [ -n "$PY" ]; then
     venv_over "$PY" && PY=.venv-gpu/bin/python
   fi
   MISSING=$(missing_deps "$PY")
-  if [ -n "$MISSING" ]; then
+  if [ -n "$MISSING" ]; then  # torch pinned to the working one: pip may not replace it
+    "$PY" -c "import torch; print('torch==' + torch.__version__)" > gpu_check_out/constraints.txt
     # shellcheck disable=SC2086
     pip_install "$PY" -c gpu_check_out/constraints.txt $MISSING || log "pip install failed"
   fi
