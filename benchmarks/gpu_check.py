@@ -151,7 +151,7 @@ def training(c: Check) -> Dict[str, object]:
 
 def timing(c: Check) -> Dict[str, object]:
     from benchmarks.gpu_timing import timing_grid
-    from contextmri_core.io.checkpoint import load_prior
+    from contextmri_core.io.models.checkpoint import load_prior
     from contextmri_core.models import DEFAULT_MODEL_DIR
     from contextmri_core.prior.build import new_prior
 

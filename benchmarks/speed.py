@@ -148,7 +148,7 @@ def gpu_figures(seconds: float = 120.0) -> Dict[str, object]:
     timing; the whole grid runs in ``bash benchmarks/gpu_check.sh``): the shipped and the
     paper-size (318M) model at 256x256, batch 1 and 4, bf16 vs fp32, in ``seconds``."""
     from benchmarks.gpu_timing import timing_grid
-    from contextmri_core.io.checkpoint import load_prior
+    from contextmri_core.io.models.checkpoint import load_prior
     from contextmri_core.models import DEFAULT_MODEL_DIR
     from contextmri_core.prior.build import new_prior
 

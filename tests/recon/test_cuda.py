@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from contextmri_core.data.scan import SliceData
-from contextmri_core.io.checkpoint import load_prior
+from contextmri_core.io.models.checkpoint import load_prior
 from contextmri_core.models import DEFAULT_MODEL_DIR
 from contextmri_core.physics.masks import make_mask
 from contextmri_core.physics.mvue import mvue

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from contextmri_core.errors import ConfigError
-from contextmri_core.io.checkpoint import load_prior
+from contextmri_core.io.models.checkpoint import load_prior
 from contextmri_core.models import DEFAULT_MODEL_DIR
 from contextmri_core.physics.masks import to_2d, uniform1d
 from contextmri_core.prior.build import new_prior
