@@ -58,7 +58,7 @@ def truth_seconds(subject, matrix: int, spacing: float, protocol: str, repeats: 
 
 def scan_seconds(subject, repeats: int) -> float:
     """Seconds per slice of a 4-slice 256x256 8-coil scan, simulated and written."""
-    from contextmri_core.io.ismrmrd_writer import write_ismrmrd
+    from contextmri_core.io.raw.ismrmrd_writer import write_ismrmrd
 
     cfg = SimConfig(matrix=256, pixel_spacing_mm=0.9, num_coils=8, num_slices=4,
                     slice_thickness_mm=5.0)

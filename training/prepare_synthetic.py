@@ -103,7 +103,7 @@ def prepare_subject(out: Path, seed: int, index: int, cfg) -> Tuple[List[dict], 
     """Write the missing shards of subject ``index``; returns (group infos written, skipped)."""
     import torch
 
-    from contextmri_core.io.shards import Shard, write_shard
+    from contextmri_core.io.models.shards import Shard, write_shard
     from contextmri_core.synth import truth_set as ts
 
     torch.set_num_threads(1)
@@ -156,8 +156,8 @@ def summarise(infos: List[dict], seconds: float, failed: int, skipped: int) -> d
 
 
 def _write_manifest(out: Path) -> None:
-    """Call ``io.shards.write_manifest`` when this version of the project has it."""
-    from contextmri_core.io import shards
+    """Call ``io.models.shards.write_manifest`` when this version of the project has it."""
+    from contextmri_core.io.models import shards
 
     if hasattr(shards, "write_manifest"):
         shards.write_manifest(out)

@@ -171,8 +171,8 @@ def _simulate_one(args, config, ranges, subjects: _Subjects, index: int, contras
 
 
 def _write(scan, out: Path, split: str, formats: List[str], name: str) -> dict:
-    from contextmri_core.io.fastmri_writer import write_fastmri
-    from contextmri_core.io.ismrmrd_writer import write_ismrmrd
+    from contextmri_core.io.raw.fastmri_writer import write_fastmri
+    from contextmri_core.io.raw.ismrmrd_writer import write_ismrmrd
 
     files = {}
     for fmt in formats:
@@ -239,7 +239,7 @@ def _ranges(args):
 
 
 def run(args: argparse.Namespace) -> int:
-    from contextmri_core.io.fastmri_writer import fastmri_name
+    from contextmri_core.io.raw.fastmri_writer import fastmri_name
     from contextmri_core.synth.protocols import PROTOCOL_NAMES
 
     contrasts = _split_list(args.contrasts.upper(), PROTOCOL_NAMES, "contrasts")

@@ -4,7 +4,6 @@ reconstructions so either can stand in for the other."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass, replace
 from typing import Optional, Sequence
@@ -17,8 +16,9 @@ from contextmri_core.physics.cg import conjugate_gradient
 from contextmri_core.physics.linop import Sense
 from contextmri_core.physics.mvue import percentile_scale
 from contextmri_core.prior.model import DiffusionPrior
-from contextmri_core.prior.schedule import complex_noise, evenly_spaced
+from contextmri_core.prior.schedule import alphas_cumprod, complex_noise, evenly_spaced
 from contextmri_core.recon.base import ReconResult, check_inputs
+from contextmri_core.recon.execution import AUTOCAST_MODES, CFG_CALLS, execution_plan
 from contextmri_core.sampling.consistency import cg_consistency
 from contextmri_core.sampling.dds import DDSConfig, Progress, dds_sample
 from contextmri_core.sampling.dps import dps_sample
@@ -31,7 +31,9 @@ SAMPLERS = ("dds", "dps")
 
 @dataclass(frozen=True)
 class DiffusionReconConfig:
-    """Sampler settings on top of ``DDSConfig``; ``precision`` applies on GPUs only."""
+    """Sampler settings on top of ``DDSConfig``. ``precision`` is the autocast dtype,
+    ``autocast`` (auto = on CUDA only | on | off) and ``cfg_call`` (auto = one batched call
+    except on CPUs | batched | split) choose the execution: ``recon/execution.py``."""
 
     dds: DDSConfig = DDSConfig()
     sampler: str = "dds"
@@ -40,6 +42,8 @@ class DiffusionReconConfig:
     batch_size: int = 4
     seed: int = 0
     precision: str = "fp16"  # fp32 | fp16 | bf16 (autocast on CUDA)
+    autocast: str = "auto"  # auto (CUDA only) | on | off
+    cfg_call: str = "auto"  # auto (batched except on CPUs) | batched | split
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -48,6 +52,9 @@ class DiffusionReconConfig:
             raise ConfigError("ensemble_size and batch_size must be >= 1")
         if self.precision not in ("fp32", "fp16", "bf16"):
             raise ConfigError(f"precision {self.precision!r}: use fp32, fp16 or bf16")
+        if self.autocast not in AUTOCAST_MODES or self.cfg_call not in CFG_CALLS:
+            raise ConfigError(f"autocast {self.autocast!r} / cfg_call {self.cfg_call!r}: use "
+                              f"one of {AUTOCAST_MODES} / {CFG_CALLS}")
 
 
 class DiffusionReconstructor:
@@ -60,6 +67,7 @@ class DiffusionReconstructor:
         self.prior = prior.to(device).eval()
         self.config = config
         self.device = torch.device(device)
+        self.plan = execution_plan(self.device, config.precision, config.autocast, config.cfg_call)
         self.progress = progress
         self.name = config.sampler
 
@@ -75,14 +83,8 @@ class DiffusionReconstructor:
         (which may raise to abort, e.g. when a time budget is spent)."""
         return DiffusionReconstructor(self.prior, self.config, str(self.device), progress)
 
-    def _autocast(self):
-        if self.device.type != "cuda" or self.config.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.float16 if self.config.precision == "fp16" else torch.bfloat16
-        return torch.autocast("cuda", dtype=dtype)
-
     def _net(self, x: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        with self._autocast():
+        with self.plan.autocast():
             return self.prior.eps(x, t, tokens).to(torch.complex64)
 
     def _timesteps(self):
@@ -96,7 +98,7 @@ class DiffusionReconstructor:
         cond = self.prior.encode(metadata)
         uncond = self.prior.unconditional(len(metadata))
 
-        split = self.device.type == "cpu"  # CPUs: two calls beat one call of twice the batch
+        split = not self.plan.cfg_one_call  # CPUs: two calls beat one call of twice the batch
 
         def eps_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return guided_eps(self._net, x, t, cond, uncond, cfg.guidance, split)
@@ -104,12 +106,13 @@ class DiffusionReconstructor:
         op = Sense(maps, mask)
         support = (torch.sum(maps.abs() ** 2, dim=1) > 0).to(torch.float32) if cfg.support_mask else None
         ts = self._timesteps()
+        abar = alphas_cumprod(self.prior.schedule).float()  # on the host: no copy per chunk
         x_t = complex_noise(y.shape[:1] + y.shape[-2:], generator, self.device)
         if self.config.sampler == "dps":
-            return dps_sample(eps_fn, op, y, x_t, self.prior.alphas_cumprod, ts, cfg.eta,
+            return dps_sample(eps_fn, op, y, x_t, abar, ts, cfg.eta,
                               self.config.dps_zeta, generator, support, self.progress)
         dc = cg_consistency(op, y, cfg.xi, cfg.cg_iterations)
-        return dds_sample(eps_fn, dc, x_t, self.prior.alphas_cumprod, ts, cfg.eta, generator,
+        return dds_sample(eps_fn, dc, x_t, abar, ts, cfg.eta, generator,
                           support, cfg.clip, self.progress)
 
     @torch.no_grad()
@@ -123,14 +126,14 @@ class DiffusionReconstructor:
         y = kspace.to(self.device) * mask.unsqueeze(1)
         scale = self._scale(y, maps, mask)
         y = y / scale.reshape(-1, 1, 1, 1)
-        gen = torch.Generator(device=self.device).manual_seed(self.config.seed)
+        gen = _generator(self.device, self.config.seed)
         mean, std = ensemble(lambda k: self._chunks(y, mask, maps, metadata, gen),
                              self.config.ensemble_size)
         s = scale.reshape(-1, 1, 1)
         unc = std * s if self.config.ensemble_size > 1 else None
         return ReconResult(image=(mean * s).to(torch.complex64), method=self.name, uncertainty=unc,
                            info={"steps": len(self._timesteps()), "guidance": self.config.dds.guidance,
-                                 "scale": scale.cpu()})
+                                 "scale": scale if scale.is_meta else scale.cpu()})
 
     def _scale(self, y: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The normalisation of training (``percentile`` of ``|x|``), estimated from a quick
@@ -145,3 +148,11 @@ class DiffusionReconstructor:
         parts = [self._sample_chunk(y[i:i + n], mask[i:i + n], maps[i:i + n], metadata[i:i + n], gen)
                  for i in range(0, y.shape[0], n)]
         return torch.cat(parts)
+
+
+def _generator(device: torch.device, seed: int) -> Optional[torch.Generator]:
+    """A generator on ``device`` seeded with ``seed``; None on ``meta``, the shape-only device
+    on which the tests run the GPU code path (it has no random numbers)."""
+    if device.type == "meta":
+        return None
+    return torch.Generator(device=device).manual_seed(seed)

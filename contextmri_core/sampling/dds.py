@@ -70,12 +70,12 @@ def dds_sample(
     progress: Optional[Progress] = None,
 ) -> torch.Tensor:
     """Run DDS from ``x_t`` (complex ``(B, H, W)``, usually pure noise at ``timesteps[0]``)."""
-    abar = alphas_cumprod.double().cpu()
+    abar = alphas_cumprod.detach().double().cpu().tolist()  # once: no host read per step
     x0 = x_t
     n = len(timesteps)
     for i, t in enumerate(timesteps):
-        a_t = float(abar[t])
-        a_prev = float(abar[timesteps[i + 1]]) if i + 1 < n else 1.0
+        a_t = abar[t]
+        a_prev = abar[timesteps[i + 1]] if i + 1 < n else 1.0
         eps = eps_fn(x_t, torch.full((x_t.shape[0],), int(t), device=x_t.device, dtype=torch.long))
         x0 = dc(_guard(predict_x0(x_t, eps, a_t), clip, support))
         c1, c2 = ddim_noise_scales(a_t, a_prev, eta)

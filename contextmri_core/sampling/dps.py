@@ -27,12 +27,12 @@ def dps_sample(
     progress: Optional[Progress] = None,
 ) -> torch.Tensor:
     """DPS from ``x_t``; returns the last ``x0`` estimate (complex ``(B, H, W)``)."""
-    abar = alphas_cumprod.double().cpu()
+    abar = alphas_cumprod.detach().double().cpu().tolist()  # once: no host read per step
     n = len(timesteps)
     x0 = x_t
     for i, t in enumerate(timesteps):
-        a_t = float(abar[t])
-        a_prev = float(abar[timesteps[i + 1]]) if i + 1 < n else 1.0
+        a_t = abar[t]
+        a_prev = abar[timesteps[i + 1]] if i + 1 < n else 1.0
         x_in = x_t.detach().requires_grad_(True)
         with torch.enable_grad():
             tt = torch.full((x_t.shape[0],), int(t), device=x_t.device, dtype=torch.long)

@@ -8,7 +8,7 @@ the temporal fossae, plus an elliptic neck below MNI z = -30, closed by 20 mm), 
 lie skin and fat, with soft tissue filling the rest (scalp muscle, skull base, neck). The
 template ends at MNI z = -72; the envelope grid goes 60 mm further down (the neck). There
 are no orbits, sinuses, vessels or vertebrae. Nothing is downloaded: the three NIfTI files
-are part of the nilearn wheel (read with nibabel).
+are part of the nilearn wheel.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Tuple
 
 import numpy as np
@@ -103,37 +102,21 @@ def _envelope_distance(hull_mm: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return _signed_distance(_close(skin | neck, _ENVELOPE_CLOSING_MM, float(s)), float(s))
 
 
-#: The template files inside the nilearn wheel (``nilearn/datasets/data``).
-_FILES = {"t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
-          "gm": "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
-          "wm": "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz"}
-
-
 def _load_volumes() -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(t1, gm, wm, affine) as stored in the nilearn wheel. Read with nibabel straight from
-    nilearn's data folder (importing ``nilearn.datasets`` costs seconds); nilearn's own
-    loaders (which read the same files) if the folder is not where it used to be."""
-    import importlib.util
+    """(t1, gm, wm, affine) from nilearn's loaders (the files ship in the nilearn wheel)."""
+    from nilearn import datasets  # imported lazily: nilearn.datasets is heavy (~5 s)
 
-    import nibabel as nib
-
-    spec = importlib.util.find_spec("nilearn")
-    folder = Path(spec.origin).parent / "datasets" / "data" if spec and spec.origin else None
-    if folder is not None and all((folder / f).is_file() for f in _FILES.values()):
-        imgs = {k: nib.load(str(folder / f)) for k, f in _FILES.items()}
-    else:  # pragma: no cover - older/newer nilearn layouts
-        from nilearn import datasets
-
-        imgs = {"t1": datasets.load_mni152_template(resolution=1),
-                "gm": datasets.load_mni152_gm_template(resolution=1),
-                "wm": datasets.load_mni152_wm_template(resolution=1)}
+    imgs = {"t1": datasets.load_mni152_template(resolution=1),
+            "gm": datasets.load_mni152_gm_template(resolution=1),
+            "wm": datasets.load_mni152_wm_template(resolution=1)}
     t1, gm, wm = (np.asarray(imgs[k].get_fdata(dtype=np.float32)) for k in ("t1", "gm", "wm"))
     return t1, gm, wm, np.asarray(imgs["t1"].affine, float)
 
 
 @functools.lru_cache(maxsize=1)
 def load_templates() -> Templates:
-    """Load the MNI152 T1/GM/WM templates (cached: once per process, ~2 s)."""
+    """Load the MNI152 T1/GM/WM templates and build the distance fields (cached: once per
+    process, ~5-10 s with the nilearn import)."""
     t1, gm, wm, affine = _load_volumes()
     gm, wm = (np.clip(v / max(float(v.max()), 1e-6), 0, 1).astype(np.float32) for v in (gm, wm))
     t1 = t1 / max(float(t1.max()), 1e-6)

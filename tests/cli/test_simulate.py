@@ -102,7 +102,7 @@ def varied(tmp_path_factory):
 
 def test_varied_geometry_and_contrast_reach_the_files(varied):
     from contextmri_core.data.geometry import slice_plane
-    from contextmri_core.io.ismrmrd_reader import read_ismrmrd
+    from contextmri_core.io.raw.ismrmrd_reader import read_ismrmrd
 
     manifest = json.loads((varied / "manifest.json").read_text())
     assert manifest["ranges"]["planes"] == ["coronal", "sagittal"]
@@ -127,7 +127,7 @@ def test_varied_geometry_and_contrast_reach_the_files(varied):
 
 
 def test_varied_runs_are_deterministic(varied, tmp_path):
-    from contextmri_core.io.ismrmrd_reader import read_ismrmrd
+    from contextmri_core.io.raw.ismrmrd_reader import read_ismrmrd
 
     assert _run(["--out", str(tmp_path), "--seed", "9", "--n-subjects", "1", "0", "0",
                  "--slices", "2", *VARIED]) == 0

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from contextmri_core.errors import ConfigError
-from contextmri_core.io.shards import list_shards, read_shard
+from contextmri_core.io.models.shards import list_shards, read_shard
 from training import prepare_synthetic
 
 ARGS = ["--seed", "4", "--n-subjects", "2", "--slices-per-subject", "3", "--slices-per-scan",
