@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from contextmri_core.cli.mrd_session import Engine
-from contextmri_core.cli.replay import output_stems
+from contextmri_core.cli.replay import REPLAY_STEPS, output_stems
 from contextmri_core.cli.replay_volume import VolumeJob, VolumeReport, process_file
 from contextmri_core.errors import ContextMRIError
 from contextmri_core.recon.stream import StreamSettings
@@ -33,7 +33,8 @@ def settings_of(opts: Dict[str, Any], local_rank: int) -> StreamSettings:
     if device == "auto":
         device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
     names = ("model", "method", "steps", "guidance", "seed", "batch_size", "ensemble", "anatomy",
-             "phase", "prewhiten", "fallback", "repetition", "virtual_coils")
+             "phase", "prewhiten", "fallback", "repetition", "virtual_coils", "unet", "preset",
+             "grid", "support_mask", "clip", "precision")
     props = {**{n: opts[n] for n in names}, "device": device,
              "time_budget_s": opts["time_budget"]}
     return StreamSettings.from_properties(props)  # converts and names a bad value
@@ -138,6 +139,7 @@ def replay(files: List[Path], opts: Dict[str, Any]) -> int:
     if settings.method in ("dds", "dps"):
         engine.prior(settings)  # load before the loop: a bad --model is a clear error, once
         model_name = Path(engine.model_dir(settings)).name
+    settings = engine.resolved(settings, contextmri_steps=REPLAY_STEPS)
     out = Path(opts["out"])
     job = VolumeJob(out=out, settings=settings, outputs=opts["outputs"],
                     undersample=opts["undersample"], baselines=bool(opts["baselines"]),

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from contextmri_core.data.metadata import ScanMetadata
-from contextmri_core.data.prompt import build_prompt
+from contextmri_core.data.published import PROMPT_STYLES, text_prompt
 from contextmri_core.errors import ConfigError, reject_unknown_keys
 from contextmri_core.prior.encoders.base import ConditionEncoder
 
@@ -32,11 +32,13 @@ TOKENIZER_DIR = "tokenizer"
 class ClipEncoderConfig:
     """``path``: directory with ``text_encoder/`` and ``tokenizer/`` (relative paths are
     resolved against the checkpoint directory); ``max_length`` tokens, padded;
-    ``demographic``: SKM-TEA prompt style (``build_prompt(..., demographic=True)``)."""
+    ``demographic``: SKM-TEA prompt form; ``prompt_style``: "contextmri" (``build_prompt``) or
+    "published" (the published release's CSV vocabulary, ``data.published``)."""
 
     path: str
     max_length: int = 77
     demographic: bool = False
+    prompt_style: str = "contextmri"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", str(self.path))
@@ -45,6 +47,9 @@ class ClipEncoderConfig:
                               "text_encoder/ and tokenizer/")
         if int(self.max_length) < 2:
             raise ConfigError("encoder.clip.max_length must be >= 2 (CLIP uses 77)")
+        if self.prompt_style not in PROMPT_STYLES:
+            raise ConfigError(f"encoder.clip.prompt_style {self.prompt_style!r}: use one of "
+                              f"{list(PROMPT_STYLES)}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -92,11 +97,14 @@ def load_clip(directory: Path):
 class ClipTextEncoder(ConditionEncoder):
     """``metadata -> last_hidden_state (B, max_length, hidden_size)`` of the frozen CLIP."""
 
-    def __init__(self, config: ClipEncoderConfig, root: Optional[Path] = None) -> None:
+    def __init__(self, config: ClipEncoderConfig, root: Optional[Path] = None,
+                 loaded: Optional[tuple] = None) -> None:
+        """``loaded``: an already loaded ``(tokenizer, text model)`` to share (one CLIP for
+        several UNets of a checkpoint); else it is loaded from ``config.path``."""
         super().__init__()
         self.clip_config = config
         self.source = resolve_clip_dir(config.path, root)
-        tokenizer, model = load_clip(self.source)
+        tokenizer, model = loaded if loaded is not None else load_clip(self.source)
         limit = int(model.config.max_position_embeddings)
         if config.max_length > limit:
             raise ConfigError(f"encoder.clip.max_length {config.max_length} exceeds the model's "
@@ -138,8 +146,9 @@ class ClipTextEncoder(ConditionEncoder):
 
     def prompts(self, metadata: Sequence[Optional[ScanMetadata]]) -> List[str]:
         """One prompt per element; "" for ``None``."""
-        demographic = self.clip_config.demographic
-        return ["" if m is None else build_prompt(m, demographic=demographic) for m in metadata]
+        cfg = self.clip_config
+        return ["" if m is None else text_prompt(m, cfg.prompt_style, cfg.demographic)
+                for m in metadata]
 
     @torch.no_grad()
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
