@@ -7,8 +7,12 @@ smaller. There is no published model here, so the shipped default prior (trained
 crops of 1.875 mm pixels) plays its part, with scans at the same pixel size on other grids:
 
 - ``larger``: E1 148 x RO 128 (the knee's 368/320 = 1.15 along the phase encode; the field of
-  view grows with the matrix, so the anatomy keeps its size in pixels);
-- ``smaller``: 112 x 112.
+  view grows with the matrix, so the anatomy keeps its size in pixels and stays inside the
+  128x128 window);
+- ``smaller``: 112 x 112 at the same pixel size;
+- ``crossing``: 148 x 148 with a 200 mm field of view: the anatomy (1.39x larger in pixels than
+  in training) reaches past the window on every side, as a knee reaches past fastMRI's 320
+  crop.
 
 Per case: one held-out subject (seed 2000) x 2 central slices of an AXT2 and an AXFLAIR scan,
 8 coils, uniform1d x4 (centre 0.08) along E1 with ESPIRiT maps from the remaining ACS;
@@ -54,7 +58,9 @@ from contextmri_core.synth.scan import SimConfig, simulate
 
 CANVAS = (128, 128)
 PIXEL_MM = 240.0 / 128
-CASES = {"larger": (148, 128), "smaller": (112, 112)}
+#: case -> (grid (E1, RO), pixel size in mm)
+CASES = {"larger": ((148, 128), PIXEL_MM), "smaller": ((112, 112), PIXEL_MM),
+         "crossing": ((148, 148), 200.0 / 148)}
 STRATEGIES = ("full", "window", "window-zero")
 
 
@@ -64,10 +70,10 @@ def settings(steps: int) -> Dict[str, DDSConfig]:
             "contextmri": DDSConfig(steps=steps)}
 
 
-def case_slices(grid: Tuple[int, int], seeds: List[int]) -> List[SliceData]:
-    """Fully sampled slices on ``grid`` (E1, RO) at the training pixel size."""
+def case_slices(grid: Tuple[int, int], pixel_mm: float, seeds: List[int]) -> List[SliceData]:
+    """Fully sampled slices on ``grid`` (E1, RO) with ``pixel_mm`` pixels."""
     e1, ro = grid
-    cfg = SimConfig(matrix=e1, fov_mm=PIXEL_MM * e1, num_slices=6, num_coils=8,
+    cfg = SimConfig(matrix=e1, fov_mm=pixel_mm * e1, num_slices=6, num_coils=8,
                     readout_oversampling=1, lesion_probability=0.0)
     out = []
     for seed in seeds:
@@ -87,14 +93,17 @@ def scores(image: torch.Tensor, ref: torch.Tensor) -> Dict[str, float]:
     return {"psnr_crop": inside["psnr"], "ssim_crop": inside["ssim"], "psnr_grid": whole}
 
 
-def run_case(prior, name: str, grid: Tuple[int, int], steps: int) -> List[dict]:
-    full = case_slices(grid, [2000])
+def run_case(prior, name: str, steps: int, labels: List[str]) -> List[dict]:
+    grid, pixel_mm = CASES[name]
+    full = case_slices(grid, pixel_mm, [2000])
     ref_batch = prepare_slices(full, None)
     ref = mvue(ref_batch.kspace, ref_batch.maps)
     mask = make_mask("uniform1d:4:0.08", grid, seed=0)
     b = prepare_slices([undersample(s, mask) for s in full], None)
     rows = []
     for label, dds in settings(steps).items():
+        if label not in labels:
+            continue
         for grid_rule in STRATEGIES:
             recon = DiffusionReconstructor(prior, DiffusionReconConfig(dds=dds, grid=grid_rule,
                                                                        batch_size=8, seed=0))
@@ -123,15 +132,23 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cases", default=",".join(CASES), help="comma list of " + ", ".join(CASES))
+    ap.add_argument("--settings", default="paper,contextmri", help="paper and/or contextmri")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     prior = load_prior(DEFAULT_MODEL_DIR)
     t0 = time.perf_counter()
-    rows = [r for name, grid in CASES.items() for r in run_case(prior, name, grid, args.steps)]
+    cases, labels = args.cases.split(","), args.settings.split(",")
+    new = [r for name in cases for r in run_case(prior, name, args.steps, labels)]
     args.out.mkdir(parents=True, exist_ok=True)
+    old = json.loads((args.out / "grid.json").read_text()) if (args.out / "grid.json").exists() \
+        else []
+    key = lambda r: (r["case"], r["settings"], r["strategy"])  # noqa: E731
+    rows = [r for r in old if key(r) not in {key(n) for n in new}] + new  # reruns replace
+    rows.sort(key=lambda r: (list(CASES).index(r["case"]), r["settings"], r["strategy"]))
     (args.out / "grid.json").write_text(json.dumps(rows, indent=1) + "\n")
-    text = (f"# Grid vs. the prior's size (benchmarks/grid.py, {args.steps} steps, "
-            f"{time.perf_counter() - t0:.0f} s)\n\n{table(rows)}\n")
+    text = (f"# Grid vs. the prior's size (benchmarks/grid.py, {args.steps} steps)\n\n"
+            f"{table(rows)}\n")
     (args.out / "grid.md").write_text(text)
     print(text)
     return 0

@@ -166,6 +166,8 @@ class DiffusionReconstructor:
                 "scale": scale.cpu(), "grid": self.grid}
         if hasattr(self.prior.encoder, "prompts"):
             info["prompts"] = self.prior.encoder.prompts(metadata)
+        if "unet" in self.prior.info:  # which UNet of a published checkpoint
+            info["unet"] = self.prior.info["unet"]
         return info
 
     def _scale(self, y: torch.Tensor, maps: torch.Tensor,
