@@ -1,5 +1,5 @@
 """How DDS should treat an acquired grid larger or smaller than the prior's training size
-(``recon.grid``: ``full``, ``window``, ``window-zero``), measured on simulated scans.
+(``recon.grid``: ``full``, ``window``, ``window-zero``, ``pad``), measured on simulated scans.
 
 The published ContextMRI UNet was trained on centred 320x320 crops, but fastMRI knees have
 368 phase-encode lines (320x368 after readout-oversampling removal) and our scans are often
@@ -61,7 +61,7 @@ PIXEL_MM = 240.0 / 128
 #: case -> (grid (E1, RO), pixel size in mm)
 CASES = {"larger": ((148, 128), PIXEL_MM), "smaller": ((112, 112), PIXEL_MM),
          "crossing": ((148, 148), 200.0 / 148)}
-STRATEGIES = ("full", "window", "window-zero")
+STRATEGIES = ("full", "window", "window-zero", "pad")
 
 
 def settings(steps: int) -> Dict[str, DDSConfig]:
@@ -93,7 +93,8 @@ def scores(image: torch.Tensor, ref: torch.Tensor) -> Dict[str, float]:
     return {"psnr_crop": inside["psnr"], "ssim_crop": inside["ssim"], "psnr_grid": whole}
 
 
-def run_case(prior, name: str, steps: int, labels: List[str]) -> List[dict]:
+def run_case(prior, name: str, steps: int, labels: List[str],
+             strategies: List[str]) -> List[dict]:
     grid, pixel_mm = CASES[name]
     full = case_slices(grid, pixel_mm, [2000])
     ref_batch = prepare_slices(full, None)
@@ -104,7 +105,7 @@ def run_case(prior, name: str, steps: int, labels: List[str]) -> List[dict]:
     for label, dds in settings(steps).items():
         if label not in labels:
             continue
-        for grid_rule in STRATEGIES:
+        for grid_rule in strategies:
             recon = DiffusionReconstructor(prior, DiffusionReconConfig(dds=dds, grid=grid_rule,
                                                                        batch_size=8, seed=0))
             t0 = time.perf_counter()
@@ -134,18 +135,22 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cases", default=",".join(CASES), help="comma list of " + ", ".join(CASES))
     ap.add_argument("--settings", default="paper,contextmri", help="paper and/or contextmri")
+    ap.add_argument("--strategies", default=",".join(STRATEGIES),
+                    help="comma list of " + ", ".join(STRATEGIES))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     prior = load_prior(DEFAULT_MODEL_DIR)
     t0 = time.perf_counter()
     cases, labels = args.cases.split(","), args.settings.split(",")
-    new = [r for name in cases for r in run_case(prior, name, args.steps, labels)]
+    strategies = args.strategies.split(",")
+    new = [r for name in cases for r in run_case(prior, name, args.steps, labels, strategies)]
     args.out.mkdir(parents=True, exist_ok=True)
     old = json.loads((args.out / "grid.json").read_text()) if (args.out / "grid.json").exists() \
         else []
     key = lambda r: (r["case"], r["settings"], r["strategy"])  # noqa: E731
     rows = [r for r in old if key(r) not in {key(n) for n in new}] + new  # reruns replace
-    rows.sort(key=lambda r: (list(CASES).index(r["case"]), r["settings"], r["strategy"]))
+    rows.sort(key=lambda r: (list(CASES).index(r["case"]), -len(r["settings"]),
+                             STRATEGIES.index(r["strategy"])))
     (args.out / "grid.json").write_text(json.dumps(rows, indent=1) + "\n")
     text = (f"# Grid vs. the prior's size (benchmarks/grid.py, {args.steps} steps)\n\n"
             f"{table(rows)}\n")

@@ -8,7 +8,8 @@
    target < 10 %.
 4. End-to-end ``contextmri replay`` of one simulated volume (4 slices, x4) with DDS and with
    SENSE only: wall time and peak memory of the whole process.
-5. With a CUDA GPU: fp32 vs bf16, batch scaling, and the paper-size (318M) model per slice.
+5. With a CUDA GPU: fp32 vs bf16, batch scaling, and the paper-size (318M) model per slice,
+   also as the published weights run by default (320x320, 100 steps, fp32, CFG 1 and 2).
 
     .venv/bin/python benchmarks/speed.py [--threads 2] [--quick]
 
@@ -161,6 +162,13 @@ def gpu_figures(prior_small) -> Dict[str, object]:
         r = measure_step(paper, batch=4, steps=5, guidance=2.0, device=dev, precision=prec)
         res[f"paper_{prec}_s_per_slice_50_steps_cfg2"] = r["seconds_per_step"] * 50 / 4
         res[f"paper_{prec}_peak_mib"] = r["peak_mib"]
+    # the published ContextMRI weights as they run by default: 320x320, 100 steps, CFG 1, 5 CG
+    # iterations, fp32 (the "paper" preset); 15 coils as fastMRI knees
+    for guidance in (1.0, 2.0):
+        r = measure_step(paper, size=320, coils=15, batch=4, steps=3, guidance=guidance,
+                         device=dev, cg_iterations=5, precision="fp32")
+        res[f"published_320_fp32_s_per_slice_100_steps_cfg{guidance:g}"] = (
+            r["seconds_per_step"] * 100 / 4)
     return res
 
 

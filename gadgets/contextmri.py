@@ -13,7 +13,7 @@ checkpoint, the published ContextMRI ``MRI_checkpoint`` or one UNet folder of it
 shipped default), unet (published checkpoint: fastmri | skm-tea; empty = chosen from the
 scan), preset (auto | paper | contextmri; auto = paper for a published checkpoint), method
 (dds | dps | sense | zero_filled), steps and guidance (empty = the preset's), grid (auto |
-full | window | window-zero), support_mask, clip, precision (empty = the preset's), seed,
+full | pad | window | window-zero), support_mask, clip, precision (empty = the preset's), seed,
 batch_size,
 ensemble (> 1 adds an uncertainty series), device (auto | cpu | cuda), anatomy (override),
 phase (true adds a phase series), prewhiten, fallback (sense | zero_filled | none), repetition,

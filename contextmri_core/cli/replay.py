@@ -85,8 +85,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     rec.add_argument("--steps", type=int, help="diffusion steps (default: the preset's; 50 for "
                                                "our models, 100 paper)")
     rec.add_argument("--guidance", type=float, help="CFG scale, 0 = unconditional (default 1)")
-    rec.add_argument("--grid", help="grid vs the model's size: auto, full, window, window-zero "
-                                    "(auto: window for published checkpoints, full for ours)")
+    rec.add_argument("--grid", help="a grid unlike the model's size: auto, full, pad, window, "
+                                    "window-zero (auto: pad for published checkpoints, full "
+                                    "for ours; see recon/grid.py)")
     rec.add_argument("--support-mask", dest="support_mask", action="store_true",
                      help="zero x0 outside the coil-map support each step (ours: on)")
     rec.add_argument("--no-support-mask", dest="support_mask", action="store_false",

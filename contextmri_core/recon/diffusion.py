@@ -34,7 +34,7 @@ SAMPLERS = ("dds", "dps")
 @dataclass(frozen=True)
 class DiffusionReconConfig:
     """Sampler settings on top of ``DDSConfig``; ``precision`` applies on GPUs only;
-    ``grid``: "auto" (``window`` for a published-convention prior, else ``full``) or one of
+    ``grid``: "auto" (``pad`` for a published-convention prior, else ``full``) or one of
     ``recon.grid.GRIDS``."""
 
     dds: DDSConfig = DDSConfig()
@@ -58,11 +58,11 @@ class DiffusionReconConfig:
 
 
 def resolve_grid(grid: str, prior: DiffusionPrior) -> str:
-    """``grid`` with ``auto`` resolved: ``window`` for a published-convention prior (the
+    """``grid`` with ``auto`` resolved: ``pad`` for a published-convention prior (the
     measured choice, ``recon.grid``), ``full`` for ours."""
     if grid != "auto":
         return grid
-    return "window" if prior.normalisation.convention == "published" else "full"
+    return "pad" if prior.normalisation.convention == "published" else "full"
 
 
 class DiffusionReconstructor:

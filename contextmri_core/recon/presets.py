@@ -70,7 +70,7 @@ def describe(cfg: DiffusionReconConfig, prior: Union[DiffusionPrior, str]) -> Di
     (``contextmri info --model``)."""
     d = cfg.dds
     grid = cfg.grid if cfg.grid != "auto" else (
-        "window" if _convention(prior) == "published" else "full")
+        "pad" if _convention(prior) == "published" else "full")
     return {"sampler": cfg.sampler, "steps": d.steps, "timesteps": d.timestep_rule, "eta": d.eta,
             "xi": d.xi, "cg_iterations": d.cg_iterations, "guidance": d.guidance,
             "cfg_rule": d.cfg_rule, "clip": d.clip, "support_mask": d.support_mask,

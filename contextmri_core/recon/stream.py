@@ -41,7 +41,7 @@ FALLBACKS = ("sense", "zero_filled", "none")
 
 
 PRESETS = ("auto", "paper", "contextmri")
-GRIDS = ("auto", "full", "window", "window-zero")
+GRIDS = ("auto", "full", "window", "window-zero", "pad")
 PRECISIONS = ("fp32", "fp16", "bf16")
 #: Steps of the ``contextmri`` preset in a stream (the ``paper`` preset has its own 100).
 STREAM_STEPS = 25
@@ -74,7 +74,7 @@ class StreamSettings:
     outbox: Optional[str] = None  # DICOM outbox folder (default ~/.local/state/contextmri/outbox)
     unet: Optional[str] = None  # published checkpoint: fastmri | skm-tea; None = from the data
     preset: str = "auto"  # auto | paper | contextmri (auto: paper for a published checkpoint)
-    grid: str = "auto"  # auto | full | window | window-zero (recon.grid)
+    grid: str = "auto"  # auto | full | pad | window | window-zero (recon.grid)
     support_mask: Optional[bool] = None  # None: the preset's (paper no, ours yes)
     clip: Optional[float] = None  # None: the preset's (paper 0 = off, ours 3)
     precision: Optional[str] = None  # fp32 | fp16 | bf16 on GPUs; None: the preset's

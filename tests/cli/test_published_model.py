@@ -54,14 +54,18 @@ def _dicoms(root: Path):
 
 def test_replay_of_fastmri_knee_and_brain_writes_dicom_on_the_recon_matrix(
         published_checkpoint, fastmri_files, unet_inputs, tmp_path):
+    """Default grid handling (``pad``, measured in benchmarks/grid.py): the knee's 368 lines are
+    seen whole (320 readout rows x 368 columns), the brain as 320x320; DICOM on the 320x320
+    recon matrix either way."""
     code = main(["replay", str(fastmri_files["knee"]), str(fastmri_files["brain"]), "--model",
                  str(published_checkpoint), "--out", str(tmp_path), *FAST])
     assert code == 0
     assert unet_inputs and {s for s, _, _ in unet_inputs} == {320}  # the fastmri UNet
-    assert {shape[-2:] for _, shape, _ in unet_inputs} == {(320, 320)}
+    knee = [(shape, peak) for _, shape, peak in unet_inputs if shape[0] == 2]
+    brain = [(shape, peak) for _, shape, peak in unet_inputs if shape[0] == 1]
+    assert {s[-2:] for s, _ in knee} == {(320, 368)} and {s[-2:] for s, _ in brain} == {(320, 320)}
     # the marker, 40 px from the centre along the readout, is along the rows of the input
-    knee_calls = [peak for _, shape, peak in unet_inputs if shape[0] == 2]
-    assert knee_calls[-1] == (160 + 40, 160)
+    assert knee[-1][1] == (160 + 40, 184)
     for key, n_slices in (("knee", 2), ("brain", 1)):
         scan = read_scan(fastmri_files[key])
         dcm = _dicoms(tmp_path / fastmri_files[key].name[:-3] / "dicom" / "01_dds_magnitude")
@@ -80,6 +84,16 @@ def test_replay_of_fastmri_knee_and_brain_writes_dicom_on_the_recon_matrix(
     knee_image = pydicom.dcmread(_dicoms(tmp_path / "file1000007" / "dicom")[0]).pixel_array
     row, col = np.unravel_index(int(np.argmax(knee_image)), knee_image.shape)
     assert (row, col) == (160, 160 + 40)  # written back in the scanner's orientation
+
+
+def test_replay_with_the_crop_window_shows_the_unet_320x320(published_checkpoint, fastmri_files,
+                                                            unet_inputs, tmp_path):
+    code = main(["replay", str(fastmri_files["knee"]), "--model", str(published_checkpoint),
+                 "--grid", "window", "--out", str(tmp_path), *FAST])
+    assert code == 0 and {shape[-2:] for _, shape, _ in unet_inputs} == {(320, 320)}
+    assert unet_inputs[-1][2] == (160 + 40, 160)
+    dcm = _dicoms(tmp_path / "file1000007" / "dicom")
+    assert len(dcm) == 2 and {int(pydicom.dcmread(p).Columns) for p in dcm} == {320}
 
 
 def test_replay_with_a_forced_unet_and_a_path_to_one_unet_folder(
@@ -122,7 +136,7 @@ def test_info_describes_a_published_folder_and_our_checkpoint(published_checkpoi
                  "M parameters", "CLIP text encoder (hidden size 32, 77 tokens), published",
                  "scaled_linear", "spacing leading, offset 1", "readout along image rows",
                  "paper: dds 100 steps (scheduler timesteps), eta 0.8, xi 5, 5 CG iterations",
-                 "CFG 1 (published)", "clip 0", "support mask off", "grid window", "fp32"):
+                 "CFG 1 (published)", "clip 0", "support mask off", "grid pad", "fp32"):
         assert part in text, part
     assert main(["info", "--model", str(published_checkpoint), "--json"]) == 0
     card = json.loads(capsys.readouterr().out)
@@ -131,7 +145,7 @@ def test_info_describes_a_published_folder_and_our_checkpoint(published_checkpoi
     assert card["unets"][0]["parameters"] == sum(
         p.numel() for p in UNet2DConditionModel.from_pretrained(
             str(published_checkpoint / "fastmri")).parameters())
-    assert card["settings"]["steps"] == 100 and card["settings"]["grid"] == "window"
+    assert card["settings"]["steps"] == 100 and card["settings"]["grid"] == "pad"
     assert main(["info", str(fastmri_files["knee"]), "--model", str(published_checkpoint)]) == 0
     out = capsys.readouterr().out
     assert "with the model (fastmri UNet):" in out and "slice 1: knee, Slice 1, PDFS, " in out

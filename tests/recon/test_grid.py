@@ -83,8 +83,23 @@ def test_a_smaller_grid_sits_in_the_middle_of_the_canvas(grid):
     assert err(out, img) < 0.02
 
 
+def test_pad_never_crops_and_pads_a_smaller_axis_to_the_training_size():
+    """``pad`` (published default): a grid larger than the canvas is seen whole; an axis that
+    is smaller is zero-padded up to the canvas; 44x20 -> 44x32."""
+    for shape, seen in (((44, 32), (44, 32)), ((24, 20), (32, 32)), ((44, 20), (44, 32))):
+        img, op, y = problem(*shape)
+        p = plan("pad", op, y, 5.0, 5, CANVAS, None)
+        assert p.shape == seen
+        truth = Window(shape, seen).view(img)
+        xt = torch.zeros((1,) + p.shape, dtype=torch.complex64)
+        out = p.to_grid(dds_sample(oracle_on_canvas(truth), p.dc, xt, ABAR, evenly_spaced(20),
+                                   0.0))
+        assert out.shape == (1,) + shape and err(out, img) < 0.02
+
+
 def test_the_scale_is_taken_where_the_prior_looks():
     x = torch.ones(1, 40, 32, dtype=torch.complex64)
     x[:, :4] = 10.0  # bright rows outside a 32x32 canvas
     assert scale_region("full", x, CANVAS).shape == (1, 40, 32)
     assert torch.all(scale_region("window", x, CANVAS).abs() == 1.0)
+    assert torch.all(scale_region("pad", x, CANVAS).abs() == 1.0)  # as training: over the crop
