@@ -140,7 +140,6 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     prior = load_prior(DEFAULT_MODEL_DIR)
-    t0 = time.perf_counter()
     cases, labels = args.cases.split(","), args.settings.split(",")
     strategies = args.strategies.split(",")
     new = [r for name in cases for r in run_case(prior, name, args.steps, labels, strategies)]

@@ -227,8 +227,8 @@ def load_official(directory: PathLike, device: Union[str, torch.device] = "cpu",
     """A published ContextMRI checkpoint (or one UNet folder of it) as a ``DiffusionPrior``."""
     folder = inspect_model(directory)
     if folder.kind != "published":
-        raise CheckpointError(folder.path, f"is a contextmri checkpoint, not the published "
-                                           f"release: load it with load_prior or load_any")
+        raise CheckpointError(folder.path, "is a contextmri checkpoint, not the published "
+                                           "release: load it with load_prior or load_any")
     return PublishedCheckpoint(folder, device, dtype).prior(unet)
 
 

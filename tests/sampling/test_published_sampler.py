@@ -14,7 +14,6 @@ from contextmri_core.prior.schedule import (ScheduleConfig, alphas_cumprod, publ
                                             scheduler_timesteps)
 from contextmri_core.recon.diffusion import DiffusionReconConfig
 from contextmri_core.recon.presets import CONTEXTMRI, PAPER, preset_config, with_overrides
-from contextmri_core.sampling.consistency import cg_consistency
 from contextmri_core.sampling.dds import DDSConfig, dds_sample
 from contextmri_core.sampling.guidance import guided_eps
 from tests.prior.published_layout import SCHEDULER
