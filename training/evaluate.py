@@ -22,9 +22,9 @@ import torch
 
 from contextmri_core.data.published import choose_unet
 from contextmri_core.data.scan import RawScan
-from contextmri_core.io.official import ModelHandle
-from contextmri_core.io.png import contact_sheet
-from contextmri_core.io.reader import read_scan
+from contextmri_core.io.models.official import ModelHandle
+from contextmri_core.io.images.png import contact_sheet
+from contextmri_core.io.raw.reader import read_scan
 from contextmri_core.models import DEFAULT_MODEL_DIR
 from contextmri_core.physics.masks import make_mask
 from contextmri_core.physics.mvue import mvue

@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 
 from contextmri_core.data.published import SKM_TEA_UNET, choose_unet, text_prompt
 from contextmri_core.data.scan import RawScan
-from contextmri_core.io.model_card import model_card
+from contextmri_core.io.models.card import model_card
 from contextmri_core.recon.presets import describe, preset_config, preset_name
 
 

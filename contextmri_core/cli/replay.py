@@ -54,8 +54,6 @@ DEFAULTS: Dict[str, Any] = {
     "show_phi": False, "progress": True, "virtual_coils": None, "unet": None, "preset": "auto",
     "grid": "auto", "support_mask": None, "clip": None, "precision": None,
 }
-#: Steps of our own models in replay (the paper preset of a published checkpoint has 100).
-REPLAY_STEPS = 50
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -141,7 +139,7 @@ def resolve_options(args: argparse.Namespace) -> Dict[str, Any]:
                               f"valid: {sorted(DEFAULTS)}")
     opts = {**DEFAULTS, **yaml_opts, **{k: v for k, v in given.items() if k != "config"}}
     outputs = [o.strip() for o in str(opts["outputs"]).split(",") if o.strip()]
-    from contextmri_core.cli.replay_volume import OUTPUTS
+    from contextmri_core.service.replay_volume import OUTPUTS
 
     bad = [o for o in outputs if o not in OUTPUTS]
     if bad or not outputs:
@@ -162,19 +160,8 @@ def input_files(paths: List[Path]) -> List[Path]:
     return out
 
 
-def output_stems(files: List[Path]) -> List[str]:
-    """A distinct output folder name per file (``name``, ``name_2``, ... for equal names)."""
-    seen: Dict[str, int] = {}
-    stems = []
-    for f in files:
-        stem = f.name[:-3] if f.name.endswith(".h5") else f.stem
-        seen[stem] = seen.get(stem, 0) + 1
-        stems.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
-    return stems
-
-
 def run(args: argparse.Namespace) -> int:
-    from contextmri_core.cli.replay_run import replay
+    from contextmri_core.service.replay_run import replay
 
     opts = resolve_options(args)
     files = input_files(list(args.files))

@@ -4,7 +4,7 @@ Speaks the Gadgetron/ISMRMRD v1 stream protocol: Gadgetron's ``<connect>`` exter
 ``gadgetron_ismrmrd_client``-style and FIRE-style (python-ismrmrd-server) clients. It binds
 127.0.0.1 unless told otherwise, reconstructs one connection at a time with a bounded queue
 of waiting connections (a full queue answers "server busy"), and shuts down cleanly on SIGTERM.
-See ``contextmri_core.cli.mrd_server`` for the protocol and the failure handling.
+See ``contextmri_core.service.server`` for the protocol and the failure handling.
 """
 
 from __future__ import annotations
@@ -61,9 +61,9 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def _config(args):
-    from contextmri_core.cli.mrd_server import ServerConfig
+    from contextmri_core.service.server import ServerConfig
     from contextmri_core.errors import ConfigError
-    from contextmri_core.io.mrd_stream import Limits
+    from contextmri_core.io.mrd.stream import Limits
     from contextmri_core.recon.stream import StreamSettings
 
     props = {"model": args.model, "unet": args.unet, "preset": args.preset,
@@ -85,7 +85,7 @@ def _config(args):
 
 
 def run(args) -> int:
-    from contextmri_core.cli.mrd_server import StreamServer
+    from contextmri_core.service.server import StreamServer
 
     server = StreamServer(_config(args))
     load_s = server.warm_up()  # before binding: a bad model fails fast, with no socket open

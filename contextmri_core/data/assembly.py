@@ -22,11 +22,13 @@ Rules (ISMRMRD v1 semantics):
   would turn an R=2 scan into a fully-sampled one;
 * readout oversampling (encoded x > recon x with encoded FOV x > recon FOV x) is removed by a centred IFFT along RO, a centred
   crop to recon x and an FFT back (orthonormal, ``fftshift(fft(ifftshift(x)))``);
-* slices are grouped by ``idx.slice`` and returned in ascending order.
+* slices are grouped by ``idx.slice`` and returned in ascending order; a slice's
+  ``metadata.slice_plane`` is the plane of its first imaging line's ``slice_dir``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Tuple
@@ -35,6 +37,7 @@ import numpy as np
 
 from contextmri_core.data.encoding import EncodingInfo
 from contextmri_core.data.fftnp import crop_center, fftc, ifftc
+from contextmri_core.data.geometry import slice_plane
 from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.data.scan import SliceData
 
@@ -76,6 +79,7 @@ class AcqRecord:
     data: np.ndarray
     repetition: int = 0
     average: int = 0
+    slice_dir: Optional[Tuple[float, float, float]] = None  # LPS slice normal, when known
 
 
 def flag_set(flags: int, flag: int) -> bool:
@@ -237,8 +241,20 @@ def _assemble_one(recs: Sequence[AcqRecord], shape: Tuple[int, int, int, int],
     if calib.count.any():
         acs, acs_cover = calib.finish(recon_x)
         acs_rows = acs_cover.any(axis=-1)
-    return SliceData(kspace=kspace, mask=mask.astype(np.float32), metadata=meta,
-                     acs=acs, acs_rows=acs_rows)
+    return SliceData(kspace=kspace, mask=mask.astype(np.float32),
+                     metadata=_with_plane(meta, recs), acs=acs, acs_rows=acs_rows)
+
+
+def _with_plane(meta: ScanMetadata, recs: Sequence[AcqRecord]) -> ScanMetadata:
+    """``meta`` with the plane of the first imaging line's slice normal (it wins over the
+    header's protocol-name guess); unchanged when no line carries a usable normal."""
+    for rec in recs:
+        if rec.slice_dir is not None and is_imaging(rec.flags):
+            try:
+                return dataclasses.replace(meta, slice_plane=slice_plane(rec.slice_dir))
+            except ValueError:  # an all-zero normal: the scanner did not fill it
+                return meta
+    return meta
 
 
 def assemble_slices(

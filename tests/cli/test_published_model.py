@@ -16,7 +16,7 @@ import torch
 from diffusers import UNet2DConditionModel
 
 from contextmri_core.cli.main import main
-from contextmri_core.io.reader import read_scan
+from contextmri_core.io.raw.reader import read_scan
 from tests import mrd_helpers as h
 from tests.fastmri_files import brain_file, knee_file
 
@@ -167,7 +167,7 @@ def test_serve_runs_a_published_folder(small_published_checkpoint, tmp_path):
     from ismrmrd.serialization import ConfigFile
 
     from contextmri_core.cli import serve
-    from contextmri_core.cli.mrd_server import StreamServer
+    from contextmri_core.service.server import StreamServer
     from tests.cli.test_serve import ismrmrd_client
 
     parser = argparse.ArgumentParser()
@@ -222,7 +222,7 @@ def test_demo_runs_a_published_folder(small_published_checkpoint, tmp_path, caps
 
 
 def test_training_evaluate_runs_a_published_folder(small_published_checkpoint, tmp_path):
-    from contextmri_core.io.ismrmrd_writer import write_ismrmrd
+    from contextmri_core.io.raw.ismrmrd_writer import write_ismrmrd
     from contextmri_core.synth.scan import SimConfig, simulate
     from training import evaluate
 

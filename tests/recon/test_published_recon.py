@@ -9,10 +9,10 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from contextmri_core.cli.mrd_session import Engine
+from contextmri_core.service.session import Engine
 from contextmri_core.data.metadata import ScanMetadata
-from contextmri_core.io.checkpoint import load_prior
-from contextmri_core.io.official import ModelHandle
+from contextmri_core.io.models.checkpoint import load_prior
+from contextmri_core.io.models.official import ModelHandle
 from contextmri_core.physics.fft import fft2c
 from contextmri_core.physics.mvue import percentile_scale
 from contextmri_core.recon.diffusion import DiffusionReconstructor

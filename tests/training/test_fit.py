@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from contextmri_core.io.checkpoint import load_prior
-from contextmri_core.io.shards import list_shards, read_shard
+from contextmri_core.io.models.checkpoint import load_prior
+from contextmri_core.io.models.shards import list_shards, read_shard
 from contextmri_core.physics.masks import make_mask
 from contextmri_core.recon.diffusion import DiffusionReconConfig, DiffusionReconstructor
 from contextmri_core.sampling.dds import DDSConfig
@@ -134,7 +134,7 @@ def test_finetune_from_the_published_folder_keeps_its_convention(shards,
     """``training.finetune --init-from MRI_checkpoint``: the UNet the data calls for (brain ->
     fastmri, trained at 32 here like the shards), trained in its own convention and saved as a
     contextmri checkpoint that keeps it (orientation, crop, published prompts, paper preset)."""
-    from contextmri_core.io.official import load_any
+    from contextmri_core.io.models.official import load_any
 
     out = shards / "ft_published"
     r = run(["-m", "training.finetune", "--init-from", str(small_published_checkpoint),
