@@ -199,7 +199,7 @@ def test_serve_runs_a_published_folder(small_published_checkpoint, tmp_path):
 
 def test_the_gadgets_model_and_unet_properties(small_published_checkpoint, tmp_path):
     pytest.importorskip("gadgetron")
-    from contextmri_core.io import mrd_stream as ms
+    from contextmri_core.io.mrd import stream as ms
 
     _, _, header, acqs = h.named_scan(tmp_path)
     frames = [ms.frame_acquisition(a) for a in acqs]
