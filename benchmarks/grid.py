@@ -44,7 +44,7 @@ import torch
 
 from contextmri_core.data.assembly import remove_readout_oversampling
 from contextmri_core.data.scan import SliceData
-from contextmri_core.io.checkpoint import load_prior
+from contextmri_core.io.models.checkpoint import load_prior
 from contextmri_core.metrics import psnr
 from contextmri_core.models import DEFAULT_MODEL_DIR
 from contextmri_core.physics.masks import make_mask

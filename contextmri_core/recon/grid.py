@@ -14,7 +14,7 @@ where the grid is smaller (never cropped); data consistency on the grid; percent
 centred training-size crop, as the training images were scaled.
 
 Measured on simulated scans (``benchmarks/grid.py``, results in
-``benchmarks/results/grid.md``): ``pad`` is the best or within 0.3 dB of the best in every
+``benchmarks/results/grid.md``): ``pad`` is the best or within 0.4 dB of the best in every
 case (cropping loses 2 dB when the anatomy reaches past the crop); published checkpoints
 default to it.
 """
