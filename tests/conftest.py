@@ -9,6 +9,19 @@ from pathlib import Path
 import pytest
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` need a CUDA GPU: skipped (with the command that runs them) when
+    none is there. CI deselects them anyway with ``-m "not cuda"``."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU: bash benchmarks/gpu_check.sh runs it there")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 def run_tool(*args: str, cwd: Path) -> None:
     """Run a Debian tool; fail (not skip) when it is missing: .ci/install installs it."""
     assert shutil.which(args[0]), f"{args[0]} missing: run .ci/install (Debian ismrmrd-tools)"

@@ -144,7 +144,8 @@ class Trainer:
         sampler = DistributedSampler(self.data, num_replicas=self.d.world_size, rank=self.d.rank,
                                      shuffle=True, seed=self.cfg.seed, drop_last=True)
         sampler.set_epoch(self.epoch)
-        return DataLoader(self.data, batch_size=self.cfg.batch_size, sampler=sampler, drop_last=True)
+        return DataLoader(self.data, batch_size=self.cfg.batch_size, sampler=sampler, drop_last=True,
+                          pin_memory=self.d.device.type == "cuda")  # pinned: asynchronous copies
 
     def train_step(self, x: torch.Tensor, idx: torch.Tensor) -> float:
         cfg, dev = self.cfg, self.d.device
@@ -156,7 +157,8 @@ class Trainer:
         fields = fields.to(dev) if fields is not None else None
         with _autocast(cfg, dev):
             loss = epsilon_loss(lambda xt, t: self.model(xt, t, meta, drop, fields),
-                                self.prior.alphas_cumprod, x.to(dev), self.g if dev.type == "cpu" else None,
+                                self.prior.alphas_cumprod, x.to(dev, non_blocking=True),
+                                self.g if dev.type == "cpu" else None,
                                 t_range=tuple(cfg.t_window) if cfg.t_window else None)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -281,9 +283,10 @@ def main(argv: Optional[List[str]] = None, extra_yaml: str = "",
         if not args.no_resume:
             trainer.resume()
         if d.is_main:
-            log.info("training %s: %.2fM parameters, %d slices, world size %d, device %s",
-                     cfg.preset, trainer.prior.num_parameters() / 1e6, len(trainer.data),
-                     d.world_size, d.device)
+            log.info("training %s: %.2fM parameters, %d slices, world size %d, device %s, "
+                     "process group %s, precision %s", cfg.preset,
+                     trainer.prior.num_parameters() / 1e6, len(trainer.data), d.world_size,
+                     d.device, d.backend or "none", cfg.precision if d.device.type == "cuda" else "fp32")
         trainer.run()
     finally:
         distributed.teardown(d)

@@ -6,7 +6,6 @@ live in ``recon.presets``; how a grid larger or smaller than the prior's is hand
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass, replace
 from typing import List, Optional, Sequence, Tuple
@@ -19,8 +18,10 @@ from contextmri_core.physics.cg import conjugate_gradient
 from contextmri_core.physics.linop import Sense
 from contextmri_core.physics.mvue import percentile_scale
 from contextmri_core.prior.model import DiffusionPrior
-from contextmri_core.prior.schedule import complex_noise, evenly_spaced, published_pairs
+from contextmri_core.prior.schedule import (alphas_cumprod, complex_noise, evenly_spaced,
+                                            published_pairs)
 from contextmri_core.recon.base import ReconResult, check_inputs
+from contextmri_core.recon.execution import AUTOCAST_MODES, CFG_CALLS, execution_plan
 from contextmri_core.recon.grid import GRIDS, plan, scale_region
 from contextmri_core.sampling.dds import DDSConfig, Progress, dds_sample
 from contextmri_core.sampling.dps import dps_sample
@@ -33,7 +34,9 @@ SAMPLERS = ("dds", "dps")
 
 @dataclass(frozen=True)
 class DiffusionReconConfig:
-    """Sampler settings on top of ``DDSConfig``; ``precision`` applies on GPUs only;
+    """Sampler settings on top of ``DDSConfig``. ``precision`` is the autocast dtype,
+    ``autocast`` (auto = on CUDA only | on | off) and ``cfg_call`` (auto = one batched call
+    except on CPUs | batched | split) choose the execution: ``recon/execution.py``.
     ``grid``: "auto" (``pad`` for a published-convention prior, else ``full``) or one of
     ``recon.grid.GRIDS``."""
 
@@ -44,6 +47,8 @@ class DiffusionReconConfig:
     batch_size: int = 4
     seed: int = 0
     precision: str = "fp16"  # fp32 | fp16 | bf16 (autocast on CUDA)
+    autocast: str = "auto"  # auto (CUDA only) | on | off
+    cfg_call: str = "auto"  # auto (batched except on CPUs) | batched | split
     grid: str = "auto"
 
     def __post_init__(self) -> None:
@@ -55,6 +60,9 @@ class DiffusionReconConfig:
             raise ConfigError("ensemble_size and batch_size must be >= 1")
         if self.precision not in ("fp32", "fp16", "bf16"):
             raise ConfigError(f"precision {self.precision!r}: use fp32, fp16 or bf16")
+        if self.autocast not in AUTOCAST_MODES or self.cfg_call not in CFG_CALLS:
+            raise ConfigError(f"autocast {self.autocast!r} / cfg_call {self.cfg_call!r}: use "
+                              f"one of {AUTOCAST_MODES} / {CFG_CALLS}")
 
 
 def resolve_grid(grid: str, prior: DiffusionPrior) -> str:
@@ -75,6 +83,7 @@ class DiffusionReconstructor:
         self.prior = prior.to(device).eval()
         self.config = config
         self.device = torch.device(device)
+        self.plan = execution_plan(self.device, config.precision, config.autocast, config.cfg_call)
         self.progress = progress
         self.name = config.sampler
 
@@ -90,14 +99,8 @@ class DiffusionReconstructor:
         (which may raise to abort, e.g. when a time budget is spent)."""
         return DiffusionReconstructor(self.prior, self.config, str(self.device), progress)
 
-    def _autocast(self):
-        if self.device.type != "cuda" or self.config.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.float16 if self.config.precision == "fp16" else torch.bfloat16
-        return torch.autocast("cuda", dtype=dtype)
-
     def _net(self, x: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        with self._autocast():
+        with self.plan.autocast():
             return self.prior.eps(x, t, tokens).to(torch.complex64)
 
     @property
@@ -119,7 +122,7 @@ class DiffusionReconstructor:
         cond = self.prior.encode(metadata)
         uncond = self.prior.unconditional(len(metadata))
 
-        split = self.device.type == "cpu"  # CPUs: two calls beat one call of twice the batch
+        split = not self.plan.cfg_one_call  # CPUs: two calls beat one call of twice the batch
 
         def eps_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return guided_eps(self._net, x, t, cond, uncond, cfg.guidance, split, cfg.cfg_rule)
@@ -130,13 +133,14 @@ class DiffusionReconstructor:
         p = plan(self.grid, op, y, cfg.xi, cfg.cg_iterations, self.prior.normalisation.canvas,
                  support, start)
         ts, previous = self._timesteps()
+        abar = alphas_cumprod(self.prior.schedule).float()  # on the host: no copy per chunk
         x_t = complex_noise(y.shape[:1] + p.shape, generator, self.device)
         if self.config.sampler == "dps":
-            out = dps_sample(eps_fn, p.operator, y, x_t, self.prior.alphas_cumprod, ts, cfg.eta,
-                             self.config.dps_zeta, generator, p.support, self.progress, previous)
+            out = dps_sample(eps_fn, p.operator, y, x_t, abar, ts, cfg.eta, self.config.dps_zeta,
+                             generator, p.support, self.progress, previous)
             return p.embed(out)
-        out = dds_sample(eps_fn, p.dc, x_t, self.prior.alphas_cumprod, ts, cfg.eta, generator,
-                         p.support, cfg.clip, self.progress, previous)
+        out = dds_sample(eps_fn, p.dc, x_t, abar, ts, cfg.eta, generator, p.support, cfg.clip,
+                         self.progress, previous)
         return p.to_grid(out)
 
     @torch.no_grad()
@@ -151,7 +155,7 @@ class DiffusionReconstructor:
         rough, scale = self._scale(y, maps, mask)
         y = y / scale.reshape(-1, 1, 1, 1)
         start = rough / scale.reshape(-1, 1, 1)
-        gen = torch.Generator(device=self.device).manual_seed(self.config.seed)
+        gen = _generator(self.device, self.config.seed)
         mean, std = ensemble(lambda k: self._chunks(y, mask, maps, metadata, start, gen),
                              self.config.ensemble_size)
         s = scale.reshape(-1, 1, 1)
@@ -163,7 +167,7 @@ class DiffusionReconstructor:
         """What the images record about how they were made (prompts when the encoder has
         text prompts)."""
         info = {"steps": len(self._timesteps()[0]), "guidance": self.config.dds.guidance,
-                "scale": scale.cpu(), "grid": self.grid}
+                "scale": scale if scale.is_meta else scale.cpu(), "grid": self.grid}
         if hasattr(self.prior.encoder, "prompts"):
             info["prompts"] = self.prior.encoder.prompts(metadata)
         if "unet" in self.prior.info:  # which UNet of a published checkpoint
@@ -187,3 +191,11 @@ class DiffusionReconstructor:
                                     start[i:i + n], gen)
                  for i in range(0, y.shape[0], n)]
         return torch.cat(parts)
+
+
+def _generator(device: torch.device, seed: int) -> Optional[torch.Generator]:
+    """A generator on ``device`` seeded with ``seed``; None on ``meta``, the shape-only device
+    on which the tests run the GPU code path (it has no random numbers)."""
+    if device.type == "meta":
+        return None
+    return torch.Generator(device=device).manual_seed(seed)

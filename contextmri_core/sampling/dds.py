@@ -68,7 +68,7 @@ def _guard(x0: torch.Tensor, clip: float, support: Optional[torch.Tensor]) -> to
     return x0 * support if support is not None else x0
 
 
-def previous_abar(abar: torch.Tensor, timesteps: Sequence[int], i: int,
+def previous_abar(abar: Sequence[float], timesteps: Sequence[int], i: int,
                   previous: Optional[Sequence[int]] = None) -> float:
     """abar of the step after step ``i``: at ``previous[i]`` when given (1 if negative), else
     at the next timestep (1 after the last)."""
@@ -94,11 +94,11 @@ def dds_sample(
 
     ``previous``: the timestep whose abar each step moves to (negative: abar 1); default the
     next entry of ``timesteps`` (abar 1 after the last)."""
-    abar = alphas_cumprod.double().cpu()
+    abar = alphas_cumprod.detach().double().cpu().tolist()  # once: no host read per step
     x0 = x_t
     n = len(timesteps)
     for i, t in enumerate(timesteps):
-        a_t = float(abar[t])
+        a_t = abar[t]
         a_prev = previous_abar(abar, timesteps, i, previous)
         eps = eps_fn(x_t, torch.full((x_t.shape[0],), int(t), device=x_t.device, dtype=torch.long))
         x0 = dc(_guard(predict_x0(x_t, eps, a_t), clip, support))

@@ -29,11 +29,11 @@ def dps_sample(
 ) -> torch.Tensor:
     """DPS from ``x_t``; returns the last ``x0`` estimate (complex ``(B, H, W)``);
     ``previous`` as in ``dds_sample``."""
-    abar = alphas_cumprod.double().cpu()
+    abar = alphas_cumprod.detach().double().cpu().tolist()  # once: no host read per step
     n = len(timesteps)
     x0 = x_t
     for i, t in enumerate(timesteps):
-        a_t = float(abar[t])
+        a_t = abar[t]
         a_prev = previous_abar(abar, timesteps, i, previous)
         x_in = x_t.detach().requires_grad_(True)
         with torch.enable_grad():
