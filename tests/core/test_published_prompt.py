@@ -98,8 +98,13 @@ def test_integers_as_the_csvs_hold_them_and_the_mr_block_is_all_or_nothing():
 
 def test_nothing_outside_the_published_vocabulary_enters_the_prompt():
     meta = dataclasses.replace(KNEE_PDFS, field_strength_t=3.0, vendor="SIEMENS", model="Skyra",
-                               patient_age_y=51, patient_sex="M", protocol_name="CORPDFS_FBK")
+                               patient_age_y=51, patient_sex="M", protocol_name="CORPDFS_FBK",
+                               slice_plane="coronal", pixel_spacing_mm=0.5,
+                               slice_thickness_mm=3.0)  # geometry: for our encoder, never here
     assert published_prompt(meta) == FASTMRI_TABLE[-1][1]
+    skm = dataclasses.replace(QDESS, slice_plane="sagittal", pixel_spacing_mm=0.3125,
+                              slice_thickness_mm=1.6, field_strength_t=3.0)
+    assert published_prompt(skm, "skm-tea") == published_prompt(QDESS, "skm-tea")
     for contrast in ("T1", "T1PRE", "T1POST", "T2", "FLAIR", "PD", "PDFS"):
         text = published_prompt(dataclasses.replace(meta, contrast=contrast))
         shown = text.split(", ")[2]
