@@ -164,7 +164,9 @@ def test_serve_runs_a_published_folder(small_published_checkpoint, tmp_path):
     import argparse
     import threading
 
-    from ismrmrd.serialization import ConfigFile
+    # The ISMRMRD client needs ismrmrd >= 1.15; the compat run (1.14, Gadgetron's) skips it
+    # like tests/cli/test_serve.py does.
+    ConfigFile = pytest.importorskip("ismrmrd.serialization").ConfigFile
 
     from contextmri_core.cli import serve
     from contextmri_core.service.server import StreamServer
