@@ -25,7 +25,9 @@ import yaml
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from contextmri_core.data.metadata import ScanMetadata
-from contextmri_core.io.models.checkpoint import load_prior, save_prior
+from contextmri_core.data.published import choose_unet
+from contextmri_core.io.models.checkpoint import save_prior
+from contextmri_core.io.models.official import ModelHandle
 from contextmri_core.io.models.shards import list_shards, load_shards
 from contextmri_core.prior.build import new_prior
 from contextmri_core.prior.encoders.factory import EncoderConfig
@@ -73,9 +75,23 @@ def _dropouts(prior, meta, cfg: FitConfig, g: torch.Generator):
     return meta, drop, fields
 
 
-def _build(cfg: FitConfig, image_size, dev):
+def _init_prior(cfg: FitConfig, meta: List[ScanMetadata], image_size):
+    """The model fine-tuning starts from: our checkpoint or a published UNet (``init_unet``,
+    else the one the training data's metadata calls for)."""
+    handle = ModelHandle(cfg.init_from)
+    unet = cfg.init_unet or (choose_unet(meta[0] if meta else None, handle.unets)
+                             if handle.unets else None)
+    prior = handle.prior(unet)
+    if tuple(prior.normalisation.canvas) != tuple(image_size):
+        log.warning("the training images are %s but %s was trained on %s crops: prepare the "
+                    "shards with --size %d %d", tuple(image_size), cfg.init_from,
+                    prior.normalisation.canvas, *prior.normalisation.canvas)
+    return prior
+
+
+def _build(cfg: FitConfig, image_size, dev, meta: Optional[List[ScanMetadata]] = None):
     if cfg.init_from:
-        prior = load_prior(cfg.init_from)
+        prior = _init_prior(cfg, meta or [], image_size)
     else:
         enc = EncoderConfig.from_dict(cfg.encoder) if cfg.encoder else EncoderConfig()
         prior = new_prior(cfg.preset, enc, image_size=image_size, **cfg.unet)
@@ -105,7 +121,7 @@ class Trainer:
         self.cfg, self.d = cfg, d
         x, self.meta, _ = load_shards(list_shards(cfg.data))
         self.data = TensorDataset(x, torch.arange(x.shape[0]))
-        self.prior = _build(cfg, tuple(x.shape[-2:]), d.device)
+        self.prior = _build(cfg, tuple(x.shape[-2:]), d.device, self.meta)
         if cfg.lora_rank > 0:
             self.prior.encoder.requires_grad_(False)
             add_lora(self.prior.unet, cfg.lora_rank, cfg.lora_alpha,
