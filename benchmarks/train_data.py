@@ -43,8 +43,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from contextmri_core.data.metadata import ScanMetadata  # noqa: E402
-from contextmri_core.io.shard_manifest import write_manifest  # noqa: E402
-from contextmri_core.io.shards import Shard, write_shard  # noqa: E402
+from contextmri_core.io.models.shard_manifest import write_manifest  # noqa: E402
+from contextmri_core.io.models.shards import Shard, write_shard  # noqa: E402
 from contextmri_core.physics.fft import ifft2c  # noqa: E402
 from contextmri_core.physics.mvue import normalise  # noqa: E402
 
@@ -101,7 +101,7 @@ def memory_batches(data: str, batch: int, patch: int, seed: int = 0):
     centre crops to ``patch`` (as the old ``prepare --size`` stored them)."""
     from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-    from contextmri_core.io.shards import list_shards, load_shards
+    from contextmri_core.io.models.shards import list_shards, load_shards
     from contextmri_core.physics.mvue import center_crop
     from training.data import Batch
 
@@ -187,7 +187,7 @@ def child_alternate(spec: dict) -> dict:
 
 def child_loader(spec: dict) -> dict:
     """Iterate the streaming loader only: slices/s after 2 warm-up batches."""
-    from contextmri_core.io.shard_manifest import index_shards
+    from contextmri_core.io.models.shard_manifest import index_shards
     from training.augment import AugmentConfig
     from training.data import ShardDataset
     from training.loader import epochs, make_loader

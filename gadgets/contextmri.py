@@ -3,13 +3,18 @@ TARGET``; the module connects back to Gadgetron's port and calls ``TARGET(connec
 
 ``acquisitions``: raw ISMRMRD acquisitions in (noise, ACS and slice assembly done here).
 ``buffers``: ReconData from BucketToBufferGadget in. Both: properties -> ``StreamSettings``,
-core stages in order (``contextmri_core.cli.mrd_session.run_session``), ISMRMRD images out.
+core stages in order (``contextmri_core.service.session.run_session``), ISMRMRD images out.
 A failure goes out as ERROR (8) before gadgetron-python's CLOSE; unknown message ids are an
 error, not an end of stream (both are defects of gadgetron-python 1.4.1 that we work around).
 
 Properties (``<property name=... value=.../>`` in the external's ``<configuration>``; fields of
-``contextmri_core.recon.stream.StreamSettings``): model (checkpoint dir; empty = shipped
-default), method (dds | dps | sense | zero_filled), steps, guidance, seed, batch_size,
+``contextmri_core.recon.stream.StreamSettings``): model (model folder: a contextmri
+checkpoint, the published ContextMRI ``MRI_checkpoint`` or one UNet folder of it; empty =
+shipped default), unet (published checkpoint: fastmri | skm-tea; empty = chosen from the
+scan), preset (auto | paper | contextmri; auto = paper for a published checkpoint), method
+(dds | dps | sense | zero_filled), steps and guidance (empty = the preset's), grid (auto |
+full | pad | window | window-zero), support_mask, clip, precision (empty = the preset's), seed,
+batch_size,
 ensemble (> 1 adds an uncertainty series), device (auto | cpu | cuda), anatomy (override),
 phase (true adds a phase series), prewhiten, fallback (sense | zero_filled | none), repetition,
 time_budget_s (seconds; past it the fallback reconstructs the rest), pacs (HOST:PORT:AET: also
@@ -22,14 +27,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from contextmri_core.cli.mrd_session import (Engine, SessionReport, properties_from_config,
-                                             report_error, run_session)
-from contextmri_core.io.gadgetron_compat import harden, items
-from contextmri_core.io.ismrmrd_reader import record_from_acquisition
-from contextmri_core.io.mrd_buffers import buffer_encoding, recon_data_records
-from contextmri_core.io.mrd_images import GeometryTap
-from contextmri_core.io.mrd_stream import header_text
+from contextmri_core.io.mrd.buffers import buffer_encoding, recon_data_records
+from contextmri_core.io.mrd.gadgetron_compat import harden, items
+from contextmri_core.io.mrd.images import GeometryTap
+from contextmri_core.io.mrd.stream import header_text
+from contextmri_core.io.raw.ismrmrd_reader import record_from_acquisition
 from contextmri_core.recon.stream import StreamSettings
+from contextmri_core.service.session import (Engine, SessionReport, properties_from_config,
+                                             report_error, run_session)
 
 log = logging.getLogger("gadgets.contextmri")
 ENGINE = Engine()  # one per gadget process: the model is loaded once

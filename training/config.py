@@ -38,7 +38,8 @@ class FitConfig:
     log_every: int = 20
     sample_every: int = 0  # 0: sample images only with each checkpoint
     max_minutes: float = 0.0  # 0: no wall-time limit
-    init_from: Optional[str] = None  # fine-tuning: start from this checkpoint
+    init_from: Optional[str] = None  # fine-tuning: start from this model folder (either layout)
+    init_unet: Optional[str] = None  # published init_from: fastmri | skm-tea (None: from the data)
     lora_rank: int = 0  # > 0: train only LoRA adapters on the attention projections
     lora_alpha: float = 4.0
     ood_data: Optional[str] = None  # shards of an out-of-distribution set to mix in

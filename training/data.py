@@ -25,8 +25,8 @@ import torch
 
 from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.errors import InputFileError
-from contextmri_core.io.shard_manifest import ShardEntry
-from contextmri_core.io.shards import ShardReader
+from contextmri_core.io.models.shard_manifest import ShardEntry
+from contextmri_core.io.models.shards import ShardReader
 from training.augment import AugmentConfig, make_sample
 
 log = logging.getLogger(__name__)

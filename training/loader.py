@@ -1,6 +1,6 @@
 """Shard folder -> index (same on every rank) -> DataLoader of ``Batch`` -> device.
 
-``load_index`` reads the folder's index on rank 0 (``io.shard_manifest.index_shards``),
+``load_index`` reads the folder's index on rank 0 (``io.models.shard_manifest.index_shards``),
 reports each unreadable shard once with its path and shares the index with the other ranks,
 so all ranks plan their epochs over the same shards. ``make_loader`` runs the reading in
 ``num_workers`` worker processes (0: in the training process), pins memory and prefetches
@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from contextmri_core.errors import ConfigError, InputFileError
-from contextmri_core.io.shard_manifest import ShardIndex, index_shards
+from contextmri_core.io.models.shard_manifest import ShardIndex, index_shards
 from training import distributed
 from training.data import Batch, ShardDataset, collate, report_unreadable
 from training.sampler import ShardBatchSampler

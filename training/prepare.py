@@ -57,8 +57,8 @@ def prepare_file(src: Path, out: Path, size: Optional[Tuple[int, int]], labels: 
     import torch
 
     from contextmri_core.data.prompt import build_prompt
-    from contextmri_core.io.reader import read_scan
-    from contextmri_core.io.shards import Shard, write_shard
+    from contextmri_core.io.raw.reader import read_scan
+    from contextmri_core.io.models.shards import Shard, write_shard
     from contextmri_core.recon.prepare import mvue_targets, prepare_scan
 
     torch.set_num_threads(1)
@@ -139,7 +139,7 @@ def main(argv: Optional[List[str]] = None) -> int:
              len(todo) - len(failed), len(failed))
     for src, err in failed:
         log.error("failed: %s: %s", src, err)
-    from contextmri_core.io.shard_manifest import write_manifest
+    from contextmri_core.io.models.shard_manifest import write_manifest
 
     log.info("manifest: %s", write_manifest(args.out))
     return 1 if failed else 0
@@ -172,7 +172,7 @@ def summary_text(directory: Path, doc: dict) -> str:
 
 def print_summary(directory: Path) -> int:
     """Print the manifest summary of ``directory`` (built from the headers when it has none)."""
-    from contextmri_core.io.shard_manifest import build_manifest, read_manifest
+    from contextmri_core.io.models.shard_manifest import build_manifest, read_manifest
 
     if not directory.is_dir():
         log.error("%s: no such shard folder", directory)

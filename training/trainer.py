@@ -18,7 +18,8 @@ from typing import List, Optional
 
 import torch
 
-from contextmri_core.io.checkpoint import read_manifest, save_prior
+from contextmri_core.io.models.checkpoint import save_prior
+from contextmri_core.io.models.shards import ShardReader
 from contextmri_core.prior.build import new_prior
 from contextmri_core.prior.encoders.factory import EncoderConfig
 from contextmri_core.prior.loss import epsilon_loss_at
@@ -33,7 +34,7 @@ from training.metrics import MetricsLog
 from training.sampler import ShardBatchSampler
 from training.samples import save_samples
 from training.validation import Validator, fixed_subset
-from training.warm_start import warm_start
+from training.warm_start import load_init, warm_start
 
 log = logging.getLogger("training.fit")
 STATE = "train_state.pt"
@@ -53,21 +54,30 @@ class TrainNet(torch.nn.Module):
         return self.prior.eps(xt, t, cond)
 
 
-def build_prior(cfg: FitConfig, patch, dev: torch.device):
-    """A fresh prior, or a warm start from ``cfg.init_from`` (see ``training.warm_start``)."""
+def build_prior(cfg: FitConfig, patch, dev: torch.device, init=None):
+    """A fresh prior, or a warm start from ``init`` (the loaded ``cfg.init_from``; see
+    ``training.warm_start``)."""
     enc = EncoderConfig.from_dict(cfg.encoder) if cfg.encoder else None
     with torch.random.fork_rng(devices=[]):  # initialisation from cfg.seed, global RNG untouched
         torch.manual_seed(cfg.seed)
         if cfg.init_from:
-            prior, _ = warm_start(cfg.init_from, enc, patch)
+            prior, _ = warm_start(init if init is not None else cfg.init_from, enc, patch)
         else:
             prior = new_prior(cfg.preset, enc or EncoderConfig(), image_size=patch, **cfg.unet)
     return prior.to(dev).train()
 
 
-def model_size(directory: str) -> List[int]:
-    """The image size a checkpoint was trained on (the default patch when fine-tuning)."""
-    return list(read_manifest(Path(directory))["normalisation"]["image_size"])
+def initial_model(cfg: FitConfig, d: distributed.Dist):
+    """``cfg.init_from`` loaded (a published release: ``cfg.init_unet``, else the UNet the
+    first training slice calls for), or None."""
+    if not cfg.init_from:
+        return None
+    index = load_index(cfg.data, d)
+    meta = None
+    if index.entries:
+        with ShardReader(index.entries[0].path) as reader:
+            meta = reader.header.metadata[0]
+    return load_init(cfg.init_from, cfg.init_unet, meta)
 
 
 def lr_at(cfg: FitConfig, step: int) -> float:
@@ -105,12 +115,16 @@ class Trainer:
 
     def __init__(self, cfg: FitConfig, d: distributed.Dist):
         self.cfg, self.d = cfg, d
-        patch = cfg.patch_size or (model_size(cfg.init_from) if cfg.init_from else None)
+        init = initial_model(cfg, d)
+        patch = cfg.patch_size or (list(init.normalisation.image_size) if init is not None else None)
         augment = AugmentConfig.from_dict(cfg.augment)
         self.train = _Stream(cfg.data, cfg, d, cfg.batch_size, patch, augment, cfg.num_workers)
         self.patch = self.train.patch
         self.data = self.train.dataset
-        self.prior = build_prior(cfg, self.patch, d.device)
+        if init is not None and tuple(init.normalisation.canvas) != tuple(self.patch):
+            log.info("training %s on %s patches (it was trained on %s crops)", cfg.init_from,
+                     tuple(self.patch), tuple(init.normalisation.canvas))
+        self.prior = build_prior(cfg, self.patch, d.device, init)
         if cfg.lora_rank > 0:
             self.prior.encoder.requires_grad_(False)
             add_lora(self.prior.unet, cfg.lora_rank, cfg.lora_alpha,

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from contextmri_core.data.metadata import ScanMetadata
-from contextmri_core.io.shard_manifest import ShardIndex
+from contextmri_core.io.models.shard_manifest import ShardIndex
 from contextmri_core.prior.loss import epsilon_loss_at
 from contextmri_core.prior.schedule import complex_noise
 from training.data import ShardDataset

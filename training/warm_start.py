@@ -1,5 +1,5 @@
-"""Warm start (``fit.init_from``) from a checkpoint whose encoder may lack fields the new
-one has (e.g. the geometry tokens added after the shipped default model was trained).
+"""Warm start (``fit.init_from``) from a model folder (our checkpoint, or a UNet of the
+published ContextMRI release) whose encoder may lack fields the new one has (e.g. the geometry tokens added after the shipped default model was trained).
 
 The checkpoint loads as saved; when the run asks for another encoder (``fit.encoder``), a
 fresh prior is built with it (the checkpoint's UNet layout, the new token width) and every
@@ -11,12 +11,14 @@ its fresh initialisation and is logged.
 from __future__ import annotations
 
 import logging
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import nn
 
-from contextmri_core.io.checkpoint import load_prior
+from contextmri_core.data.metadata import ScanMetadata
+from contextmri_core.data.published import choose_unet
+from contextmri_core.io.models.official import ModelHandle
 from contextmri_core.prior.encoders.factory import EncoderConfig, build_encoder
 from contextmri_core.prior.model import DiffusionPrior, Normalisation
 from contextmri_core.prior.presets import build_unet
@@ -51,11 +53,24 @@ def _encoder_fresh(new, old) -> List[str]:
     return fresh
 
 
-def warm_start(directory: str, encoder: Optional[EncoderConfig] = None,
+def load_init(directory: str, unet: Optional[str] = None,
+              meta: Optional[ScanMetadata] = None) -> DiffusionPrior:
+    """The prior fine-tuning starts from: our checkpoint, or a published UNet (``unet``, else
+    the one the training data's first slice ``meta`` calls for: ``fastmri`` or ``skm-tea``)."""
+    handle = ModelHandle(directory)
+    if handle.unets:
+        unet = unet or choose_unet(meta, handle.unets)
+    return handle.prior(unet)
+
+
+def warm_start(source: Union[str, DiffusionPrior], encoder: Optional[EncoderConfig] = None,
                image_size: Optional[Tuple[int, int]] = None) -> Tuple[DiffusionPrior, List[str]]:
-    """The prior of ``directory`` (with ``encoder`` instead of its own when given and
-    different) and the names of the parameters that kept their fresh initialisation."""
-    old = load_prior(directory)
+    """The prior of ``source`` (a model folder or a loaded prior; with ``encoder`` instead of
+    its own when given and different) and the names of the parameters that kept their fresh
+    initialisation."""
+    loaded = isinstance(source, DiffusionPrior)
+    old = source if loaded else load_init(str(source))
+    directory = "the initial model" if loaded else source
     norm = Normalisation(old.normalisation.percentile,
                          tuple(image_size) if image_size else old.normalisation.image_size)
     if encoder is None or encoder == old.encoder.config:

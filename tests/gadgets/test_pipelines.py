@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from contextmri_core.cli.mrd_session import properties_from_config
+from contextmri_core.service.session import properties_from_config
 from contextmri_core.recon.stream import StreamSettings
 
 PIPELINES = sorted((Path(__file__).resolve().parents[2] / "pipelines").glob("*.xml"))

@@ -8,7 +8,7 @@ import dataclasses
 import torch
 
 from contextmri_core.data.metadata import ScanMetadata
-from contextmri_core.io.checkpoint import load_prior, save_prior
+from contextmri_core.io.models.checkpoint import load_prior, save_prior
 from contextmri_core.prior.build import new_prior
 from contextmri_core.prior.encoders.factory import EncoderConfig
 from contextmri_core.prior.encoders.structured import (

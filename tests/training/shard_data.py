@@ -10,8 +10,8 @@ import torch
 
 from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.data.prompt import build_prompt
-from contextmri_core.io.shard_manifest import write_manifest
-from contextmri_core.io.shards import Shard, write_shard
+from contextmri_core.io.models.shard_manifest import write_manifest
+from contextmri_core.io.models.shards import Shard, write_shard
 from contextmri_core.physics.mvue import normalise
 from tests.phantom import phantom
 

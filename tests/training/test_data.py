@@ -6,7 +6,7 @@ import logging
 
 import torch
 
-from contextmri_core.io.shards import list_shards, read_shard
+from contextmri_core.io.models.shards import list_shards, read_shard
 from training.augment import AugmentConfig, fit_to_patch
 from training.data import ShardDataset, collate, sample_seed
 from training.distributed import Dist

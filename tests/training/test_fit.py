@@ -12,8 +12,8 @@ import pytest
 import torch
 import yaml
 
-from contextmri_core.io.checkpoint import load_prior
-from contextmri_core.io.shards import list_shards, read_shard
+from contextmri_core.io.models.checkpoint import load_prior
+from contextmri_core.io.models.shards import list_shards, read_shard
 from contextmri_core.physics.masks import make_mask
 from contextmri_core.recon.diffusion import DiffusionReconConfig, DiffusionReconstructor
 from contextmri_core.sampling.dds import DDSConfig
@@ -132,3 +132,31 @@ def test_finetune_with_lora_ood_mix_and_noise_window_saves_a_plain_checkpoint(sh
     changed = [k for k, v in tuned.unet.state_dict().items() if not torch.equal(v, before.unet.state_dict()[k])]
     assert changed and all(any(t in k for t in ("to_q", "to_k", "to_v", "add_k_proj", "add_v_proj"))
                            for k in changed)
+
+
+def test_finetune_from_the_published_folder_keeps_its_convention(shards,
+                                                                 small_published_checkpoint):
+    """``training.finetune --init-from MRI_checkpoint``: the UNet the data calls for (brain ->
+    fastmri, trained at 32 here like the shards), trained in its own convention and saved as a
+    contextmri checkpoint that keeps it (orientation, crop, published prompts, paper preset)."""
+    from contextmri_core.io.models.official import load_any
+
+    out = shards / "ft_published"
+    r = run(["-m", "training.finetune", "--init-from", str(small_published_checkpoint),
+             "--data", str(shards / "shards"), "--out", str(out), "--steps", "2",
+             "--batch-size", "2"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "crops: prepare the shards" not in r.stderr  # 32x32 shards for a 32x32 UNet
+    tuned, before = load_prior(out / "model"), load_any(small_published_checkpoint)
+    assert tuned.info["unet"] == "fastmri" and tuned.info["fit_config"]["init_unet"] is None
+    assert tuned.normalisation == before.normalisation  # published, 32x32
+    assert tuned.encoder.clip_config.prompt_style == "published"
+    changed = [k for k, v in tuned.unet.state_dict().items()
+               if not torch.equal(v, before.unet.state_dict()[k])]
+    assert changed and set(tuned.unet.state_dict()) == set(before.unet.state_dict())
+    r = run(["-m", "training.finetune", "--init-from", str(small_published_checkpoint),
+             "--unet", "skm-tea", "--data", str(shards / "shards"), "--out",
+             str(shards / "ft_skm"), "--steps", "1", "--batch-size", "2"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "was trained on (48, 48) crops" in r.stderr  # 32x32 shards for a 48x48 UNet: said
+    assert load_prior(shards / "ft_skm" / "model").info["unet"] == "skm-tea"

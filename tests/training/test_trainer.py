@@ -8,8 +8,8 @@ import logging
 import pytest
 import torch
 
-from contextmri_core.io.checkpoint import load_prior
-from contextmri_core.io.shards import list_shards
+from contextmri_core.io.models.checkpoint import load_prior
+from contextmri_core.io.models.shards import list_shards
 from training.config import load_config
 from training.distributed import Dist
 from training.trainer import Trainer

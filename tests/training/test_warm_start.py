@@ -5,7 +5,7 @@ import logging
 
 import torch
 
-from contextmri_core.io.checkpoint import save_prior
+from contextmri_core.io.models.checkpoint import save_prior
 from contextmri_core.models import DEFAULT_MODEL_DIR
 from contextmri_core.prior.build import new_prior
 from contextmri_core.prior.encoders.factory import EncoderConfig

@@ -1,4 +1,5 @@
-"""CLIP text encoder (ContextMRI): ``build_prompt`` -> frozen ``CLIPTextModel`` tokens.
+"""CLIP text encoder (ContextMRI): the prompt (``build_prompt`` or the published release's
+vocabulary, ``data.published``) -> frozen ``CLIPTextModel`` tokens.
 
 Loaded only from a local directory holding ``text_encoder/`` and ``tokenizer/`` as written by
 ``save_pretrained`` (the diffusers checkpoint layout); nothing is ever downloaded. The text
@@ -8,54 +9,23 @@ model is frozen and kept outside the module tree: it is not in ``parameters()`` 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from contextmri_core.data.metadata import ScanMetadata
-from contextmri_core.data.prompt import build_prompt
-from contextmri_core.errors import ConfigError, reject_unknown_keys
+from contextmri_core.data.published import text_prompt
+from contextmri_core.errors import ConfigError
 from contextmri_core.prior.encoders.base import ConditionEncoder
+from contextmri_core.prior.encoders.config import ClipEncoderConfig, EncoderConfig
 
 logger = logging.getLogger(__name__)
 
 TEXT_ENCODER_DIR = "text_encoder"
 TOKENIZER_DIR = "tokenizer"
-
-
-@dataclass(frozen=True)
-class ClipEncoderConfig:
-    """``path``: directory with ``text_encoder/`` and ``tokenizer/`` (relative paths are
-    resolved against the checkpoint directory); ``max_length`` tokens, padded;
-    ``demographic``: SKM-TEA prompt style (``build_prompt(..., demographic=True)``)."""
-
-    path: str
-    max_length: int = 77
-    demographic: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "path", str(self.path))
-        if not self.path:
-            raise ConfigError("encoder.clip.path is empty: give the directory that holds "
-                              "text_encoder/ and tokenizer/")
-        if int(self.max_length) < 2:
-            raise ConfigError("encoder.clip.max_length must be >= 2 (CLIP uses 77)")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ClipEncoderConfig":
-        reject_unknown_keys(cls, d, "encoder.clip")
-        if "path" not in d:
-            raise ConfigError("encoder.clip.path is missing: give the directory that holds "
-                              "text_encoder/ and tokenizer/")
-        return cls(**d)
 
 
 def resolve_clip_dir(path: str, root: Optional[Path] = None) -> Path:
@@ -92,11 +62,14 @@ def load_clip(directory: Path):
 class ClipTextEncoder(ConditionEncoder):
     """``metadata -> last_hidden_state (B, max_length, hidden_size)`` of the frozen CLIP."""
 
-    def __init__(self, config: ClipEncoderConfig, root: Optional[Path] = None) -> None:
+    def __init__(self, config: ClipEncoderConfig, root: Optional[Path] = None,
+                 loaded: Optional[tuple] = None) -> None:
+        """``loaded``: an already loaded ``(tokenizer, text model)`` to share (one CLIP for
+        several UNets of a checkpoint); else it is loaded from ``config.path``."""
         super().__init__()
         self.clip_config = config
         self.source = resolve_clip_dir(config.path, root)
-        tokenizer, model = load_clip(self.source)
+        tokenizer, model = loaded if loaded is not None else load_clip(self.source)
         limit = int(model.config.max_position_embeddings)
         if config.max_length > limit:
             raise ConfigError(f"encoder.clip.max_length {config.max_length} exceeds the model's "
@@ -110,10 +83,8 @@ class ClipTextEncoder(ConditionEncoder):
         self._uncond: Dict[Tuple[str, torch.dtype], torch.Tensor] = {}
 
     @property
-    def config(self):
-        """``EncoderConfig`` that rebuilds this encoder (imported late: factory imports us)."""
-        from contextmri_core.prior.encoders.factory import EncoderConfig
-
+    def config(self) -> EncoderConfig:
+        """``EncoderConfig`` that rebuilds this encoder."""
         return EncoderConfig(kind="clip", clip=self.clip_config)
 
     @property
@@ -138,8 +109,9 @@ class ClipTextEncoder(ConditionEncoder):
 
     def prompts(self, metadata: Sequence[Optional[ScanMetadata]]) -> List[str]:
         """One prompt per element; "" for ``None``."""
-        demographic = self.clip_config.demographic
-        return ["" if m is None else build_prompt(m, demographic=demographic) for m in metadata]
+        cfg = self.clip_config
+        return ["" if m is None else text_prompt(m, cfg.prompt_style, cfg.demographic)
+                for m in metadata]
 
     @torch.no_grad()
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:

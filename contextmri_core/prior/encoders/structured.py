@@ -33,50 +33,25 @@ token order, so a checkpoint trained before they existed keeps its token positio
 
 A missing value (None, not finite, negative, blank string, empty pathology tuple) uses the
 field's learned "missing" embedding. ``metadata_to_inputs`` (pure, no parameters) turns the
-metadata into tensors; the module only embeds them.
+metadata into tensors; the module only embeds them. The settings (``StructuredEncoderConfig``,
+the field and vocabulary tuples) live in ``config``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from contextmri_core.data.metadata import CONTRASTS, PLANES, ScanMetadata
-from contextmri_core.data.vocab import ANATOMIES
-from contextmri_core.errors import ConfigError, reject_unknown_keys
+from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.prior.encoders.base import ConditionEncoder
-
-#: Where the slice is and how fine its grid: none of the papers' encoders has these.
-GEOMETRY_FIELDS: Tuple[str, ...] = ("slice_plane", "pixel_spacing_mm", "slice_thickness_mm")
-CATEGORICAL_FIELDS: Tuple[str, ...] = ("anatomy", "contrast", "sequence", "patient_sex",
-                                       "slice_plane")
-BAG_FIELDS: Tuple[str, ...] = ("pathology",)
-NUMERIC_FIELDS: Tuple[str, ...] = ("tr_ms", "te_ms", "ti_ms", "flip_angle_deg", "slice_index",
-                                   "patient_age_y", "field_strength_t", "pixel_spacing_mm",
-                                   "slice_thickness_mm")
-#: Token order: the fields of the first encoder, then the geometry fields.
-ALL_FIELDS: Tuple[str, ...] = tuple(
-    f for f in CATEGORICAL_FIELDS + BAG_FIELDS + NUMERIC_FIELDS if f not in GEOMETRY_FIELDS
-) + GEOMETRY_FIELDS
-#: The MR parameters, dropped together in training (ContextMRI).
-MR_FIELDS: Tuple[str, ...] = ("tr_ms", "te_ms", "ti_ms", "flip_angle_deg")
-
-SEXES: Tuple[str, ...] = ("M", "F", "O")
-SEQUENCES: Tuple[str, ...] = ("TurboSpinEcho", "SpinEcho", "GradientEcho", "InversionRecovery",
-                              "EchoPlanar", "qDESS")
-#: fastMRI+ brain/knee findings; anything else falls into the "other" bucket.
-PATHOLOGIES: Tuple[str, ...] = (
-    "White Matter Lesion", "Nonspecific White Matter Lesion", "Nonspecific Lesion", "Mass",
-    "Extra-axial Mass", "Edema", "Enlarged Ventricles", "Craniotomy", "Resection Cavity",
-    "Posttreatment Change", "Lacunar Infarct", "Encephalomalacia", "Meniscus Tear",
-    "Cartilage Defect", "Bone Marrow Edema", "Joint Effusion", "Ligament Tear",
-)
+from contextmri_core.prior.encoders.config import (ALL_FIELDS, BAG_FIELDS, CATEGORICAL_FIELDS,
+                                                   GEOMETRY_FIELDS, MR_FIELDS, NUMERIC_FIELDS,
+                                                   EncoderConfig, StructuredEncoderConfig,
+                                                   vocab_key)
 
 
 @dataclass(frozen=True)
@@ -100,89 +75,24 @@ NUMERIC_SCALES: Dict[str, NumericScale] = {
     "pixel_spacing_mm": NumericScale(False, 4.0), "slice_thickness_mm": NumericScale(False, 10.0),
 }
 
-_VOCAB_FIELDS = {"anatomy": "anatomies", "contrast": "contrasts", "sequence": "sequences",
-                 "patient_sex": "sexes", "pathology": "pathologies", "slice_plane": "planes"}
-
-
-def _key(text: str) -> str:
-    """Matching key of a vocabulary string: lower case, letters and digits only."""
-    return re.sub(r"[^a-z0-9]", "", text.lower())
-
-
-@dataclass(frozen=True)
-class StructuredEncoderConfig:
-    """Widths, sinusoidal frequencies (cycles per unit of ``u``), fields in token order, the
-    vocabularies (saved with the weights) and the training dropout rates."""
-
-    dim: int = 128
-    num_frequencies: int = 16
-    min_frequency: float = 0.5
-    max_frequency: float = 32.0
-    hidden: int = 256
-    fields: Tuple[str, ...] = ALL_FIELDS
-    anatomies: Tuple[str, ...] = ANATOMIES
-    contrasts: Tuple[str, ...] = CONTRASTS
-    sequences: Tuple[str, ...] = SEQUENCES
-    sexes: Tuple[str, ...] = SEXES
-    pathologies: Tuple[str, ...] = PATHOLOGIES
-    planes: Tuple[str, ...] = PLANES
-    p_drop_all: float = 0.1
-    p_drop_mr: float = 0.5
-    p_drop_field: float = 0.1
-
-    def __post_init__(self) -> None:
-        for name in ("fields",) + tuple(_VOCAB_FIELDS.values()):
-            object.__setattr__(self, name, tuple(str(v) for v in getattr(self, name)))
-        for name in ("dim", "num_frequencies", "hidden"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"encoder.structured.{name} must be a positive integer")
-        if not 0 < self.min_frequency < self.max_frequency:
-            raise ConfigError("encoder.structured: need 0 < min_frequency < max_frequency")
-        unknown = [f for f in self.fields if f not in ALL_FIELDS]
-        if unknown or not self.fields or len(set(self.fields)) != len(self.fields):
-            raise ConfigError(f"encoder.structured.fields {list(self.fields)}: use distinct "
-                              f"names from {list(ALL_FIELDS)}")
-        for name in _VOCAB_FIELDS.values():
-            keys = [_key(v) for v in getattr(self, name)]
-            if not keys or "" in keys or len(set(keys)) != len(keys):
-                raise ConfigError(f"encoder.structured.{name}: give distinct, non-empty names")
-        for name in ("p_drop_all", "p_drop_mr", "p_drop_field"):
-            if not 0.0 <= float(getattr(self, name)) <= 1.0:
-                raise ConfigError(f"encoder.structured.{name} must lie in [0, 1]")
-
-    def vocabulary(self, field: str) -> Tuple[str, ...]:
-        """The vocabulary of a categorical or bag field."""
-        return getattr(self, _VOCAB_FIELDS[field])
-
-    def to_dict(self) -> dict:
-        """Plain YAML-safe types (tuples become lists)."""
-        return {k: (list(v) if isinstance(v, tuple) else v)
-                for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "StructuredEncoderConfig":
-        reject_unknown_keys(cls, d, "encoder.structured")
-        return cls(**d)
-
-
 # --- metadata -> tensors (pure) -------------------------------------------------------------
 
 def _category(value: Optional[str], vocab: Tuple[str, ...]) -> Tuple[int, bool]:
     """(index, present); the index ``len(vocab)`` is the "unknown value" row."""
     if value is None or not str(value).strip():
         return 0, False
-    keys = [_key(v) for v in vocab]
-    key = _key(str(value))
+    keys = [vocab_key(v) for v in vocab]
+    key = vocab_key(str(value))
     return (keys.index(key) if key in keys else len(vocab)), True
 
 
 def _bag(findings: Tuple[str, ...], vocab: Tuple[str, ...]) -> Tuple[List[float], bool]:
     """(multi-hot over vocab + "other", present)."""
     hot = [0.0] * (len(vocab) + 1)
-    keys = [_key(v) for v in vocab]
+    keys = [vocab_key(v) for v in vocab]
     for finding in findings:
         if finding and finding.strip():
-            key = _key(finding)
+            key = vocab_key(finding)
             hot[keys.index(key) if key in keys else len(vocab)] = 1.0
     return hot, any(hot)
 
@@ -282,10 +192,8 @@ class StructuredMetadataEncoder(ConditionEncoder):
                              persistent=False)
 
     @property
-    def config(self):
-        """``EncoderConfig`` that rebuilds this encoder (imported late: factory imports us)."""
-        from contextmri_core.prior.encoders.factory import EncoderConfig
-
+    def config(self) -> EncoderConfig:
+        """``EncoderConfig`` that rebuilds this encoder."""
         return EncoderConfig(kind="structured", structured=self.structured_config)
 
     def inputs(self, metadata: Sequence[Optional[ScanMetadata]]) -> Dict[str, torch.Tensor]:
