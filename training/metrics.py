@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from contextmri_core.io.png import line_chart
+from contextmri_core.io.images.png import line_chart
 
 log = logging.getLogger(__name__)
 

@@ -156,12 +156,11 @@ def summarise(infos: List[dict], seconds: float, failed: int, skipped: int) -> d
 
 
 def _write_manifest(out: Path) -> None:
-    """Call ``io.models.shards.write_manifest`` when this version of the project has it."""
-    from contextmri_core.io.models import shards
+    """The folder's ``manifest.json`` (``io.models.shard_manifest``), read by ``training.fit``."""
+    from contextmri_core.io.models.shard_manifest import write_manifest
 
-    if hasattr(shards, "write_manifest"):
-        shards.write_manifest(out)
-        log.info("wrote the shard manifest of %s", out)
+    write_manifest(out)
+    log.info("wrote the shard manifest of %s", out)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

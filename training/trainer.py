@@ -121,9 +121,12 @@ class Trainer:
         self.train = _Stream(cfg.data, cfg, d, cfg.batch_size, patch, augment, cfg.num_workers)
         self.patch = self.train.patch
         self.data = self.train.dataset
-        if init is not None and tuple(init.normalisation.canvas) != tuple(self.patch):
-            log.info("training %s on %s patches (it was trained on %s crops)", cfg.init_from,
-                     tuple(self.patch), tuple(init.normalisation.canvas))
+        sizes = sorted({(e.height, e.width) for e in self.train.index.entries})
+        canvas = tuple(init.normalisation.canvas) if init is not None else None
+        if canvas is not None and any(s != canvas for s in sizes):
+            log.warning("the training images are %s but %s was trained on %s crops: they are "
+                        "cropped or zero-padded to %s patches", sizes[:4], cfg.init_from, canvas,
+                        tuple(self.patch))
         self.prior = build_prior(cfg, self.patch, d.device, init)
         if cfg.lora_rank > 0:
             self.prior.encoder.requires_grad_(False)

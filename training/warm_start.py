@@ -10,6 +10,7 @@ its fresh initialisation and is logged.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import List, Optional, Tuple, Union
 
@@ -20,7 +21,7 @@ from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.data.published import choose_unet
 from contextmri_core.io.models.official import ModelHandle
 from contextmri_core.prior.encoders.factory import EncoderConfig, build_encoder
-from contextmri_core.prior.model import DiffusionPrior, Normalisation
+from contextmri_core.prior.model import DiffusionPrior
 from contextmri_core.prior.presets import build_unet
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,8 @@ def warm_start(source: Union[str, DiffusionPrior], encoder: Optional[EncoderConf
     loaded = isinstance(source, DiffusionPrior)
     old = source if loaded else load_init(str(source))
     directory = "the initial model" if loaded else source
-    norm = Normalisation(old.normalisation.percentile,
-                         tuple(image_size) if image_size else old.normalisation.image_size)
+    norm = (dataclasses.replace(old.normalisation, image_size=tuple(image_size)) if image_size
+            else old.normalisation)  # its percentile and convention (ours or the published one)
     if encoder is None or encoder == old.encoder.config:
         return DiffusionPrior(old.unet, old.encoder, old.schedule, norm, info=old.info), []
     enc = build_encoder(encoder)

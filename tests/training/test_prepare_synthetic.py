@@ -7,6 +7,7 @@ import json
 import pytest
 
 from contextmri_core.errors import ConfigError
+from contextmri_core.io.models.shard_manifest import MANIFEST_NAME, index_shards
 from contextmri_core.io.models.shards import list_shards, read_shard
 from training import prepare_synthetic
 
@@ -40,6 +41,9 @@ def test_one_readable_shard_per_scan_on_its_native_grid(out):
     summary = json.loads((out / "synthetic_summary.json").read_text())
     assert summary["shards_written"] == 4 and summary["slices_written"] == 6
     assert sum(summary["planes"].values()) == 4
+    index = index_shards(out)  # the manifest training.fit reads: every shard, no stale entry
+    assert (out / MANIFEST_NAME).is_file() and index.num_slices == 6 and not index.unreadable
+    assert sorted(e.path.name for e in index.entries) == [p.name for p in paths]
 
 
 def test_a_second_run_keeps_what_is_there(out):
