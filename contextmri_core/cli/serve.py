@@ -31,10 +31,18 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--idle-timeout", type=float, default=30.0,
                    help="seconds a silent peer may keep a session (default 30)")
     p.add_argument("--max-frame-mb", type=int, default=512, help="largest frame accepted (MiB)")
-    p.add_argument("--model", default=None, help="prior checkpoint directory (default: shipped)")
+    p.add_argument("--model", default=None,
+                   help="model folder: a contextmri checkpoint, the published ContextMRI "
+                        "MRI_checkpoint/ or one UNet folder of it (default: shipped)")
+    p.add_argument("--unet", default=None,
+                   help="published checkpoint: fastmri or skm-tea (default: from each scan)")
+    p.add_argument("--preset", default="auto",
+                   help="sampler settings: auto (paper for published checkpoints), paper, "
+                        "contextmri")
     p.add_argument("--method", default="dds", help="dds, dps, sense or zero_filled")
-    p.add_argument("--steps", type=int, default=25, help="DDS steps")
-    p.add_argument("--guidance", type=float, default=1.0, help="CFG scale")
+    p.add_argument("--steps", type=int, default=None,
+                   help="DDS steps (default: the preset's; ours 25, paper 100)")
+    p.add_argument("--guidance", type=float, default=None, help="CFG scale (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -58,7 +66,8 @@ def _config(args):
     from contextmri_core.io.mrd.stream import Limits
     from contextmri_core.recon.stream import StreamSettings
 
-    props = {"model": args.model, "method": args.method, "steps": args.steps,
+    props = {"model": args.model, "unet": args.unet, "preset": args.preset,
+             "method": args.method, "steps": args.steps,
              "guidance": args.guidance, "seed": args.seed, "batch_size": args.batch_size,
              "device": args.device, "pacs": args.pacs, "calling_aet": args.calling_aet,
              "outbox": args.outbox}

@@ -34,8 +34,10 @@ class SlicesOut:
     methods: List[str] = field(default_factory=list)
     metadata: List[ScanMetadata] = field(default_factory=list)
     geometry: List[SliceGeometry] = field(default_factory=list)
+    prompts: List[Optional[str]] = field(default_factory=list)  # what the prior was given
 
     def add(self, out: SliceOutcome, geometry: SliceGeometry) -> None:
+        self.prompts.append(out.attributes.get("prompt"))
         self.images.append(out.image)
         self.uncertainty.append(out.uncertainty)
         self.errors.append(out.error)
@@ -83,7 +85,13 @@ class SeriesMaker:
             geometry=[self.got.geometry[i] for i in idx],
             metadata=[self.got.metadata[i] for i in idx], series_number=number,
             description=label, kind=kind, method=method, fallback_reason=reason,
-            comments=dict(self.comments))]
+            comments=dict(self.comments), prompts=self._prompts(idx))]
+
+    def _prompts(self, idx: Sequence[int]) -> Dict[int, str]:
+        """Slice index -> the prompt the slice was reconstructed with (when known)."""
+        known = self.got.prompts
+        return {int(self.got.metadata[i].slice_index or 0): known[i] for i in idx
+                if i < len(known) and known[i] is not None}
 
 
 def primary_series(maker: SeriesMaker, settings: StreamSettings) -> List[DicomSeries]:
