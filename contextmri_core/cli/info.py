@@ -1,10 +1,15 @@
-"""``contextmri info FILE.h5 [FILE...]``: what a raw file holds and the prompt of each slice."""
+"""``contextmri info FILE.h5|FOLDER ...``: what a raw file holds and the prompt of each slice.
+
+Folders are expanded to their ``*.h5`` files exactly as ``contextmri replay`` does. A file
+that cannot be read (corrupt, not MRI, a header asking for an absurd k-space grid) gets one
+error line; the others are still shown, and the exit code is then 2."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Dict, List
 
 import numpy as np
@@ -21,7 +26,7 @@ HELP = "show metadata, prompts, matrix, coils, acceleration, ACS and noise of ra
 def register(sub: Any) -> argparse.ArgumentParser:
     parser = sub.add_parser("info", help=HELP, description=HELP)
     parser.add_argument("files", nargs="+", metavar="FILE.h5",
-                        help="ISMRMRD v1 or fastMRI .h5 files")
+                        help="ISMRMRD v1 or fastMRI .h5 files, or folders of them")
     parser.add_argument("--json", action="store_true",
                         help="print a JSON list with one object per file")
     parser.add_argument("--anatomy", default=None,
@@ -77,12 +82,14 @@ def _format(summary: Dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from contextmri_core.cli.replay import input_files
+
     results: List[Dict[str, Any]] = []
     failed = 0
-    for path in args.files:
+    for path in map(str, input_files([Path(p) for p in args.files])):
         try:
             scan = read_scan(path, anatomy_override=args.anatomy)
-        except ContextMRIError as exc:
+        except (ContextMRIError, MemoryError, OSError) as exc:
             failed += 1
             print(f"contextmri info: error: {exc}", file=sys.stderr)
             results.append({"file": path, "error": str(exc)})

@@ -131,7 +131,7 @@ def _to_pacs(done: SlicesOut, xml: str, enc: EncodingInfo, settings: StreamSetti
     recon = enc.recon_matrix
     matrix = (int(recon[1]), int(recon[0])) if recon else (0, 0)
     maker = SeriesMaker(done, matrix, protocol_label(done.metadata[0]),
-                        recon_comments(settings, model_name))
+                        recon_comments(settings, model_name, **done.notes()))
     res = send_to_pacs(primary_series(maker, settings), xml, _fov(enc), settings.pacs,
                        settings.calling_aet, Path(settings.outbox) if settings.outbox else None)
     if not res.ok:

@@ -49,7 +49,8 @@ DEFAULTS: Dict[str, Any] = {
     "ensemble": 1, "seed": 0, "batch_size": 4, "device": "auto", "anatomy": None,
     "phase": False, "prewhiten": True, "fallback": "sense", "time_budget": None,
     "repetition": None, "pacs": None, "calling_aet": "CONTEXTMRI", "outbox": None,
-    "show_phi": False, "progress": True, "virtual_coils": None,
+    "show_phi": False, "progress": True, "virtual_coils": None, "max_matrix": 4096,
+    "max_scan_gib": 8.0,
 }
 
 
@@ -90,6 +91,11 @@ def register(subparsers) -> argparse.ArgumentParser:
     rec.add_argument("--virtual-coils", type=int, metavar="N",
                      help="SVD coil compression to N virtual coils before ESPIRiT and DDS "
                           "(faster CG with many coils; default off)")
+    rec.add_argument("--max-matrix", type=int, metavar="N",
+                     help="refuse a header asking for a k-space grid axis over N samples "
+                          "(default 4096; the grid is also checked against the data read)")
+    rec.add_argument("--max-scan-gib", type=float, metavar="G",
+                     help="refuse a scan whose k-space grid would take over G GiB (default 8)")
     pacs = p.add_argument_group("PACS")
     pacs.add_argument("--pacs", metavar="HOST:PORT:AET", help="send the DICOM files (C-STORE)")
     pacs.add_argument("--calling-aet", help="our AE title (default CONTEXTMRI)")
@@ -131,22 +137,34 @@ def resolve_options(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def input_files(paths: List[Path]) -> List[Path]:
-    """Files as given, folders expanded to their ``*.h5`` (sorted); order kept, no repeats."""
+    """Files as given, folders expanded to their ``*.h5`` (sorted); order kept, no repeats.
+    ``ConfigError`` for a folder without .h5 files."""
+    from contextmri_core.errors import ConfigError
+
     out: List[Path] = []
     for p in paths:
         items = sorted(Path(p).glob("*.h5")) if Path(p).is_dir() else [Path(p)]
+        if Path(p).is_dir() and not items:
+            raise ConfigError(f"{p}: folder holds no .h5 files")
         out += [i for i in items if i not in out]
     return out
 
 
 def output_stems(files: List[Path]) -> List[str]:
-    """A distinct output folder name per file (``name``, ``name_2``, ... for equal names)."""
-    seen: Dict[str, int] = {}
-    stems = []
-    for f in files:
-        stem = f.name[:-3] if f.name.endswith(".h5") else f.stem
-        seen[stem] = seen.get(stem, 0) + 1
-        stems.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    """A distinct output folder name per file: its name without ``.h5`` where that is free,
+    else ``name_2``, ``name_3``, ... skipping every name another input has as its own (so
+    ``a/scan.h5 b/scan.h5 c/scan_2.h5`` -> ``scan``, ``scan_3``, ``scan_2``)."""
+    own = [f.name[:-3] if f.name.endswith(".h5") else f.stem for f in files]
+    reserved = set(own)
+    stems: List[str] = []
+    for i, stem in enumerate(own):
+        if stem not in own[:i]:
+            stems.append(stem)
+            continue
+        k = 2
+        while f"{stem}_{k}" in reserved or f"{stem}_{k}" in stems:
+            k += 1
+        stems.append(f"{stem}_{k}")
     return stems
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from contextmri_core.data.assembly import (detect_acs_rows, recon_columns,
                                            remove_readout_oversampling)
 from contextmri_core.data.encoding import EncodingInfo, parse_encoding
+from contextmri_core.data.grid_limits import GridLimits, ReceivedData, ScanTooLarge, check_grid
 from contextmri_core.data.header import parse_header
 from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.data.scan import RawScan, SliceData
@@ -119,10 +120,26 @@ def _encoding(xml: str, path: PathLike) -> EncodingInfo:
         raise InputFileError(path, f"bad ISMRMRD header: {exc}") from exc
 
 
-def read_fastmri(path: PathLike, *, anatomy_override: Optional[str] = None) -> RawScan:
-    """Read a fastMRI .h5 file into a ``RawScan`` (slice i of the file is slice index i)."""
+def _check_size(kspace: h5py.Dataset, limits: GridLimits, path: PathLike) -> None:
+    """The dataset's own shape against ``limits`` (a sparse HDF5 dataset may claim a shape
+    far larger than the file)."""
+    shape = kspace.shape
+    coils = shape[1] if kspace.ndim == 4 else 1
+    got = ReceivedData(max_lines_per_slice=shape[-1], max_samples=shape[-2], coils=coils,
+                       slices=shape[0])
+    try:
+        check_grid(shape[-1], shape[-2], got, limits)
+    except ScanTooLarge as exc:
+        raise InputFileError(path, str(exc).replace("encodedSpace", "kspace")) from None
+
+
+def read_fastmri(path: PathLike, *, anatomy_override: Optional[str] = None,
+                 limits: GridLimits = GridLimits()) -> RawScan:
+    """Read a fastMRI .h5 file into a ``RawScan`` (slice i of the file is slice index i);
+    ``InputFileError`` when the k-space is larger than ``limits`` allow."""
     with open_h5(path) as f:
         kspace = _kspace(f, path)
+        _check_size(kspace, limits, path)
         xml = _header(f, path)
         meta = _metadata(f, xml, path, anatomy_override)
         enc = _encoding(xml, path)
