@@ -163,8 +163,8 @@ def _push(opts: Dict[str, Any], outbox: Any) -> Tuple[Optional[str], bool]:
     line = (f"PACS {target.host}:{target.port} ({target.called_aet}): sent {res.sent}, "
             f"failed {res.failed}, still queued {len(res.remaining)} in {outbox.root}"
             + ("" if res.ok else " -- run `contextmri push` later to deliver them"))
-    if res.errors and any("another push" in e for e in res.errors):
-        line += f" (another push holds {outbox.root})"
+    if res.locked:
+        line += f" (another push holds {outbox.root}: it delivers them)"
     return line, res.ok
 
 
