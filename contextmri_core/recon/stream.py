@@ -25,6 +25,7 @@ import torch
 
 from contextmri_core.data.assembly import AcqRecord, assemble_slices
 from contextmri_core.data.encoding import EncodingInfo, parse_encoding
+from contextmri_core.data.grid_limits import GridLimits
 from contextmri_core.data.header import parse_header
 from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.data.prompt import build_prompt
@@ -141,13 +142,15 @@ class SliceOutcome:
 
 
 def assemble(records: Iterable[AcqRecord], header_xml: "str | bytes", settings: StreamSettings,
-             encoding: Optional[EncodingInfo] = None
+             encoding: Optional[EncodingInfo] = None, limits: GridLimits = GridLimits()
              ) -> Tuple[Tuple[SliceData, ...], Optional[np.ndarray], EncodingInfo]:
-    """Drain ``records`` and assemble the scan: (slices, noise (C, N) or None, encoding)."""
+    """Drain ``records`` and assemble the scan: (slices, noise (C, N) or None, encoding);
+    ``ScanTooLarge`` when the header's grid does not fit the data or ``limits``."""
     xml = header_xml.decode("utf-8", "replace") if isinstance(header_xml, bytes) else header_xml
     enc = encoding or parse_encoding(xml)
     meta = parse_header(xml, anatomy_override=settings.anatomy)
-    slices, noise = assemble_slices(list(records), enc, meta, repetition=settings.repetition)
+    slices, noise = assemble_slices(list(records), enc, meta, repetition=settings.repetition,
+                                    limits=limits)
     log.info("assembled %d slices (%d coils, k-space %s), noise scan: %s", len(slices),
              slices[0].num_coils, slices[0].kspace.shape[1:], noise is not None)
     return slices, noise, enc
@@ -305,7 +308,11 @@ def _outcomes(group: List[SliceData], made: MadeImages,
 
 def recon_stream(records: Iterable[AcqRecord], header_xml: "str | bytes",
                  settings: StreamSettings, primary: Callable[[], Reconstructor],
-                 encoding: Optional[EncodingInfo] = None) -> Iterator[SliceOutcome]:
-    """The whole chain: records in, one :class:`SliceOutcome` per slice out (ascending)."""
-    slices, noise, _ = assemble(records, header_xml, settings, encoding)
-    yield from reconstruct_batches(batches(slices, settings.batch_size), noise, primary, settings)
+                 encoding: Optional[EncodingInfo] = None,
+                 interrupt: Optional[Interrupt] = None,
+                 limits: GridLimits = GridLimits()) -> Iterator[SliceOutcome]:
+    """The whole chain: records in, one :class:`SliceOutcome` per slice out (ascending).
+    ``interrupt`` stops the sampler (the fallback finishes); ``limits`` bound the grid."""
+    slices, noise, _ = assemble(records, header_xml, settings, encoding, limits)
+    yield from reconstruct_batches(batches(slices, settings.batch_size), noise, primary, settings,
+                                   interrupt=interrupt)
