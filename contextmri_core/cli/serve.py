@@ -113,10 +113,24 @@ def _config(args):
                         settings=StreamSettings.from_properties(props))
 
 
+def _check_outbox(settings) -> None:
+    """With --pacs: the PACS spec parses and the outbox is usable, before the model loads."""
+    if not settings.pacs:
+        return
+    from contextmri_core.cli.series import default_outbox
+    from contextmri_core.io.pacs import PacsTarget
+    from contextmri_core.io.publish import probe_writable
+
+    PacsTarget.parse(settings.pacs, calling_aet=settings.calling_aet)
+    probe_writable(Path(settings.outbox) if settings.outbox else default_outbox(), "outbox")
+
+
 def run(args) -> int:
     from contextmri_core.cli.mrd_server import StreamServer
 
-    server = StreamServer(_config(args))
+    config = _config(args)
+    _check_outbox(config.settings)
+    server = StreamServer(config)
     load_s = server.warm_up()  # before binding: a bad model fails fast, with no socket open
     host, port = server.bind()
     startup_s = time.perf_counter() - _T0

@@ -271,3 +271,17 @@ def test_nan_samples_are_masked_and_the_error_names_the_method_used(server, tmp_
     text = " | ".join(errors(msgs))
     assert "zero_filled FALLBACK" in text and "sense" not in text, text
     assert {m.payload[0].image_series_index for m in images(msgs)} == {11}
+
+
+def test_an_unusable_outbox_is_refused_before_the_model_loads(tmp_path):
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    proc = subprocess.run([sys.executable, "-m", "contextmri_core.cli.main", "serve", "--port",
+                           "0", "--pacs", "127.0.0.1:9:X", "--outbox", str(blocker / "box")],
+                          capture_output=True, text=True, timeout=120, cwd=h.REPO,
+                          env=h.child_env())
+    assert proc.returncode == 2 and "not usable" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and "serving on" not in proc.stderr
