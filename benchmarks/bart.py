@@ -4,7 +4,7 @@ BART's axis order is ``[x/RO, y/E1, z, coils, ...]``; ours is ``(coils, ky=E1, k
 (DESIGN §3). :func:`to_bart` and :func:`from_bart` are the only places that transpose, and
 :func:`zero_filled_check` verifies them: BART's ``fft -i -u`` + ``rss`` image of our k-space
 must match our zero-filled RSS image (verified: correlation 1.000, scale 1.000; the transposed
-image gives ~0.64). Files go through :mod:`contextmri_core.io.cfl` in a temporary directory.
+image gives ~0.64). Files go through :mod:`contextmri_core.io.raw.cfl` in a temporary directory.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from contextmri_core.io.cfl import read_cfl, write_cfl
+from contextmri_core.io.raw.cfl import read_cfl, write_cfl
 from contextmri_core.physics.calibration import calibration_box
 from contextmri_core.physics.coils import kernel_shape
 from contextmri_core.recon.base import ReconResult, check_inputs

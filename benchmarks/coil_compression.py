@@ -88,8 +88,8 @@ def compression_seconds(num_virtual: int) -> float:
 
 def simulated_scan(out: Path):
     """(fully sampled 32-coil scan, its slices undersampled uniform1d x4), read from ISMRMRD."""
-    from contextmri_core.io.ismrmrd_writer import write_ismrmrd
-    from contextmri_core.io.reader import read_scan
+    from contextmri_core.io.raw.ismrmrd_writer import write_ismrmrd
+    from contextmri_core.io.raw.reader import read_scan
     from contextmri_core.physics.masks import make_mask
     from contextmri_core.recon.prepare import undersample
     from contextmri_core.synth.scan import SimConfig, simulate
@@ -102,7 +102,7 @@ def simulated_scan(out: Path):
 
 def psnr_costs(num_virtual: int) -> Dict[str, Dict[str, float]]:
     """``{"32": {"prep_s", "sense", "dds"}, "8v": {...}}``: PSNR (dB) vs the fully sampled MVUE."""
-    from contextmri_core.io.checkpoint import load_prior
+    from contextmri_core.io.models.checkpoint import load_prior
     from contextmri_core.models import DEFAULT_MODEL_DIR
     from contextmri_core.physics.mvue import mvue
     from contextmri_core.recon.classical import SenseRecon

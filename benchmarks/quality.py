@@ -49,9 +49,9 @@ import numpy as np
 import torch
 
 from benchmarks.bart import BART_METHODS, describe, zero_filled_check
-from contextmri_core.io.checkpoint import load_prior
-from contextmri_core.io.png import contact_sheet
-from contextmri_core.io.reader import read_scan
+from contextmri_core.io.models.checkpoint import load_prior
+from contextmri_core.io.images.png import contact_sheet
+from contextmri_core.io.raw.reader import read_scan
 from contextmri_core.metrics import intensity_match
 from contextmri_core.models import DEFAULT_MODEL_DIR
 from contextmri_core.physics.calibration import calibration_box
@@ -91,7 +91,7 @@ def check_masks(masks: Sequence[str], matrix: int, seed: int) -> None:
 
 def simulate_scans(contrasts: Sequence[str], workdir: Path, seed: int, matrix: int) -> List[Path]:
     """One ISMRMRD file per contrast: subject/protocol/noise from seed ``seed + i``."""
-    from contextmri_core.io.ismrmrd_writer import write_ismrmrd
+    from contextmri_core.io.raw.ismrmrd_writer import write_ismrmrd
     from contextmri_core.synth.scan import SimConfig, simulate
 
     cfg = SimConfig(matrix=matrix, num_coils=8, num_slices=NUM_SLICES)

@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.bart import run_bart, to_bart  # noqa: E402
 from benchmarks.dds_step import measure_step, random_problem  # noqa: E402
-from contextmri_core.io.cfl import write_cfl  # noqa: E402
+from contextmri_core.io.raw.cfl import write_cfl  # noqa: E402
 from contextmri_core.physics.calibration import calibration_data  # noqa: E402
 from contextmri_core.physics.coils import espirit_maps  # noqa: E402
 from contextmri_core.physics.masks import to_2d, uniform1d  # noqa: E402
@@ -180,7 +180,7 @@ def main(argv=None) -> Dict[str, object]:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    from contextmri_core.io.checkpoint import load_prior
+    from contextmri_core.io.models.checkpoint import load_prior
     from contextmri_core.models import DEFAULT_MODEL_DIR
 
     t_start = time.perf_counter()

@@ -62,7 +62,7 @@ def model_problems(load: bool) -> list[str]:
                         "installed package (cwd or PYTHONPATH shadows site-packages)")
     if load and not problems:
         try:
-            from contextmri_core.io.checkpoint import load_prior
+            from contextmri_core.io.models.checkpoint import load_prior
 
             load_prior(DEFAULT_MODEL_DIR)
         except Exception as exc:  # noqa: BLE001

@@ -3,7 +3,7 @@ TARGET``; the module connects back to Gadgetron's port and calls ``TARGET(connec
 
 ``acquisitions``: raw ISMRMRD acquisitions in (noise, ACS and slice assembly done here).
 ``buffers``: ReconData from BucketToBufferGadget in. Both: properties -> ``StreamSettings``,
-core stages in order (``contextmri_core.cli.mrd_session.run_session``), ISMRMRD images out.
+core stages in order (``contextmri_core.service.session.run_session``), ISMRMRD images out.
 A failure goes out as ERROR (8) before gadgetron-python's CLOSE; unknown message ids are an
 error, not an end of stream (both are defects of gadgetron-python 1.4.1 that we work around).
 
@@ -22,14 +22,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from contextmri_core.cli.mrd_session import (Engine, SessionReport, properties_from_config,
-                                             report_error, run_session)
-from contextmri_core.io.gadgetron_compat import harden, items
-from contextmri_core.io.ismrmrd_reader import record_from_acquisition
-from contextmri_core.io.mrd_buffers import buffer_encoding, recon_data_records
-from contextmri_core.io.mrd_images import GeometryTap
-from contextmri_core.io.mrd_stream import header_text
+from contextmri_core.io.mrd.buffers import buffer_encoding, recon_data_records
+from contextmri_core.io.mrd.gadgetron_compat import harden, items
+from contextmri_core.io.mrd.images import GeometryTap
+from contextmri_core.io.mrd.stream import header_text
+from contextmri_core.io.raw.ismrmrd_reader import record_from_acquisition
 from contextmri_core.recon.stream import StreamSettings
+from contextmri_core.service.session import (Engine, SessionReport, properties_from_config,
+                                             report_error, run_session)
 
 log = logging.getLogger("gadgets.contextmri")
 ENGINE = Engine()  # one per gadget process: the model is loaded once

@@ -23,7 +23,7 @@ def tiny_model(directory: Path) -> Path:
     """A random ``contextmri-small`` prior at 32x32 saved to ``directory``."""
     import torch
 
-    from contextmri_core.io.checkpoint import save_prior
+    from contextmri_core.io.models.checkpoint import save_prior
     from contextmri_core.prior.build import new_prior
     from contextmri_core.prior.encoders.factory import EncoderConfig
 
@@ -37,7 +37,7 @@ def tiny_model(directory: Path) -> Path:
 
 def synthetic_scan(path: Path, seed: int = 3, slices: int = 2) -> Path:
     """A 32x32, 4-coil, x4 undersampled AXT2 scan with a noise scan and flagged ACS."""
-    from contextmri_core.io.ismrmrd_writer import write_ismrmrd
+    from contextmri_core.io.raw.ismrmrd_writer import write_ismrmrd
     from contextmri_core.synth.scan import SimConfig, simulate
 
     cfg = SimConfig(matrix=32, num_slices=slices, num_coils=4, acceleration=4, center_fraction=0.3,
@@ -61,8 +61,8 @@ def read_stream(path: Path) -> Tuple[bytes, list]:
 def reference_magnitudes(path: Path, model: Path, steps: int = 2, seed: int = 0,
                          prewhiten: bool = True) -> np.ndarray:
     """In-process DDS reconstruction of ``path``: (slices, ny, nx) magnitudes."""
-    from contextmri_core.io.checkpoint import load_prior
-    from contextmri_core.io.ismrmrd_reader import read_ismrmrd
+    from contextmri_core.io.models.checkpoint import load_prior
+    from contextmri_core.io.raw.ismrmrd_reader import read_ismrmrd
     from contextmri_core.recon.diffusion import DiffusionReconConfig, DiffusionReconstructor
     from contextmri_core.recon.prepare import prepare_slices
     from contextmri_core.sampling.dds import DDSConfig
@@ -127,7 +127,7 @@ def stop(proc: Optional[subprocess.Popen]) -> None:
 
 def receive_all(sock: socket.socket, idle_s: float = TIMEOUT_S) -> List:
     """Frames until CLOSE (inclusive), read with our protocol layer."""
-    from contextmri_core.io.mrd_stream import CLOSE, SocketReader, read_message
+    from contextmri_core.io.mrd.stream import CLOSE, SocketReader, read_message
 
     reader = SocketReader(sock, idle_s)
     out = []
@@ -140,7 +140,7 @@ def receive_all(sock: socket.socket, idle_s: float = TIMEOUT_S) -> List:
 
 def magnitudes(messages: List, series: int = 1) -> np.ndarray:
     """(slices, ny, nx) from the IMAGE frames of ``series``, ordered by slice."""
-    from contextmri_core.io.mrd_stream import IMAGE
+    from contextmri_core.io.mrd.stream import IMAGE
 
     imgs = [(m.payload[0].slice, m.payload[2]) for m in messages
             if m.mid == IMAGE and m.payload[0].image_series_index == series]
@@ -151,7 +151,7 @@ def run_gadget(target: str, props: dict, header: bytes, frames: List[bytes], log
                idle_s: float = TIMEOUT_S) -> List:
     """Play Gadgetron's side: listen, launch the module, send config, header and ``frames``,
     then CLOSE; return every frame the module sent back (up to and including its CLOSE)."""
-    from contextmri_core.io.mrd_stream import CONFIG_TEXT, frame_close, frame_header, frame_text
+    from contextmri_core.io.mrd.stream import CONFIG_TEXT, frame_close, frame_header, frame_text
 
     srv, proc = listener(), None
     try:

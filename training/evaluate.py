@@ -20,9 +20,9 @@ from typing import Dict, List, Optional
 
 import torch
 
-from contextmri_core.io.checkpoint import load_prior
-from contextmri_core.io.png import contact_sheet
-from contextmri_core.io.reader import read_scan
+from contextmri_core.io.models.checkpoint import load_prior
+from contextmri_core.io.images.png import contact_sheet
+from contextmri_core.io.raw.reader import read_scan
 from contextmri_core.models import DEFAULT_MODEL_DIR
 from contextmri_core.physics.masks import make_mask
 from contextmri_core.physics.mvue import mvue

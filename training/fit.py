@@ -25,8 +25,8 @@ import yaml
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from contextmri_core.data.metadata import ScanMetadata
-from contextmri_core.io.checkpoint import load_prior, save_prior
-from contextmri_core.io.shards import list_shards, load_shards
+from contextmri_core.io.models.checkpoint import load_prior, save_prior
+from contextmri_core.io.models.shards import list_shards, load_shards
 from contextmri_core.prior.build import new_prior
 from contextmri_core.prior.encoders.factory import EncoderConfig
 from contextmri_core.prior.loss import epsilon_loss

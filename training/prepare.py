@@ -47,8 +47,8 @@ def prepare_file(src: Path, out: Path, size: Tuple[int, int], labels: Labels) ->
     import torch
 
     from contextmri_core.data.prompt import build_prompt
-    from contextmri_core.io.reader import read_scan
-    from contextmri_core.io.shards import Shard, write_shard
+    from contextmri_core.io.raw.reader import read_scan
+    from contextmri_core.io.models.shards import Shard, write_shard
     from contextmri_core.recon.prepare import mvue_targets, prepare_scan
 
     torch.set_num_threads(1)

@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 
 from contextmri_core.data.metadata import ScanMetadata
-from contextmri_core.io.png import contact_sheet
+from contextmri_core.io.images.png import contact_sheet
 from contextmri_core.prior.schedule import complex_noise, evenly_spaced
 from contextmri_core.sampling.dds import dds_sample
 

@@ -1,1 +1,2 @@
-"""Command-line entry points (``contextmri SUBCOMMAND``): the outermost layer of the core."""
+"""Command-line entry points (``contextmri SUBCOMMAND``): argument parsing and printing only (the
+work is in ``contextmri_core.service``); the outermost layer of the core."""

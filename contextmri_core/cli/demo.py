@@ -44,7 +44,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def _simulate(args) -> Path:
-    from contextmri_core.io.ismrmrd_writer import write_ismrmrd
+    from contextmri_core.io.raw.ismrmrd_writer import write_ismrmrd
     from contextmri_core.synth.scan import SimConfig, simulate
 
     cfg = SimConfig(matrix=args.matrix, num_slices=args.slices, num_coils=8, lesion_probability=1.0)
@@ -58,7 +58,7 @@ def _methods(args) -> dict:
 
     methods = {name: cls() for name, cls in CLASSICAL.items()}
     if not args.no_dds:
-        from contextmri_core.io.checkpoint import load_prior
+        from contextmri_core.io.models.checkpoint import load_prior
         from contextmri_core.models import DEFAULT_MODEL_DIR
         from contextmri_core.recon.diffusion import DiffusionReconConfig, DiffusionReconstructor
         from contextmri_core.sampling.dds import DDSConfig
@@ -87,8 +87,8 @@ def _reconstruct(scan, args):
 
 
 def run(args) -> int:
-    from contextmri_core.io.png import contact_sheet
-    from contextmri_core.io.reader import read_scan
+    from contextmri_core.io.images.png import contact_sheet
+    from contextmri_core.io.raw.reader import read_scan
     from contextmri_core.recon.evaluate import format_table, score_all
 
     path = _simulate(args)

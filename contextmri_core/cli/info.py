@@ -18,7 +18,7 @@ from contextmri_core.data.assembly import calibration_rows
 from contextmri_core.data.prompt import build_prompt
 from contextmri_core.data.scan import RawScan
 from contextmri_core.errors import ContextMRIError
-from contextmri_core.io.reader import read_scan
+from contextmri_core.io.raw.reader import read_scan
 
 HELP = "show metadata, prompts, matrix, coils, acceleration, ACS and noise of raw .h5 files"
 

@@ -86,7 +86,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from contextmri_core.io.pacs import Outbox, PacsTarget, echo, find_dicom_files, push
+    from contextmri_core.io.dicom.pacs import Outbox, PacsTarget, echo, find_dicom_files, push
 
     target = replace(PacsTarget.parse(args.pacs, calling_aet=args.calling_aet),
                      timeout_s=args.timeout)

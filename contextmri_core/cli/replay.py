@@ -124,7 +124,7 @@ def resolve_options(args: argparse.Namespace) -> Dict[str, Any]:
                               f"valid: {sorted(DEFAULTS)}")
     opts = {**DEFAULTS, **yaml_opts, **{k: v for k, v in given.items() if k != "config"}}
     outputs = [o.strip() for o in str(opts["outputs"]).split(",") if o.strip()]
-    from contextmri_core.cli.replay_volume import OUTPUTS
+    from contextmri_core.service.replay_volume import OUTPUTS
 
     bad = [o for o in outputs if o not in OUTPUTS]
     if bad or not outputs:
@@ -150,26 +150,8 @@ def input_files(paths: List[Path]) -> List[Path]:
     return out
 
 
-def output_stems(files: List[Path]) -> List[str]:
-    """A distinct output folder name per file: its name without ``.h5`` where that is free,
-    else ``name_2``, ``name_3``, ... skipping every name another input has as its own (so
-    ``a/scan.h5 b/scan.h5 c/scan_2.h5`` -> ``scan``, ``scan_3``, ``scan_2``)."""
-    own = [f.name[:-3] if f.name.endswith(".h5") else f.stem for f in files]
-    reserved = set(own)
-    stems: List[str] = []
-    for i, stem in enumerate(own):
-        if stem not in own[:i]:
-            stems.append(stem)
-            continue
-        k = 2
-        while f"{stem}_{k}" in reserved or f"{stem}_{k}" in stems:
-            k += 1
-        stems.append(f"{stem}_{k}")
-    return stems
-
-
 def run(args: argparse.Namespace) -> int:
-    from contextmri_core.cli.replay_run import replay
+    from contextmri_core.service.replay_run import replay
 
     opts = resolve_options(args)
     files = input_files(list(args.files))

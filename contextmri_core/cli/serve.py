@@ -12,7 +12,7 @@ naming the property. Every message must arrive within --message-timeout seconds 
 session end within --session-timeout (past it the diffusion sampler stops and the classical
 fallback finishes the images). SIGTERM refuses new connections at once, stops a running
 reconstruction within seconds (ERROR + fallback images) and exits.
-See ``contextmri_core.cli.mrd_server`` for the protocol and the failure handling.
+See ``contextmri_core.service.server`` for the protocol and the failure handling.
 """
 
 from __future__ import annotations
@@ -78,11 +78,11 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def _config(args):
-    from contextmri_core.cli.mrd_server import ServerConfig
     from contextmri_core.data.grid_limits import GridLimits
     from contextmri_core.errors import ConfigError
-    from contextmri_core.io.mrd_stream import Limits
-    from contextmri_core.recon.client_policy import ClientPolicy
+    from contextmri_core.io.mrd.stream import Limits
+    from contextmri_core.service.client_policy import ClientPolicy
+    from contextmri_core.service.server import ServerConfig
     from contextmri_core.recon.stream import StreamSettings
 
     props = {"model": args.model, "method": args.method, "steps": args.steps,
@@ -117,8 +117,8 @@ def _check_outbox(settings) -> None:
     """With --pacs: the PACS spec parses and the outbox is usable, before the model loads."""
     if not settings.pacs:
         return
-    from contextmri_core.cli.series import default_outbox
-    from contextmri_core.io.pacs import PacsTarget
+    from contextmri_core.service.series import default_outbox
+    from contextmri_core.io.dicom.pacs import PacsTarget
     from contextmri_core.io.publish import probe_writable
 
     PacsTarget.parse(settings.pacs, calling_aet=settings.calling_aet)
@@ -126,7 +126,7 @@ def _check_outbox(settings) -> None:
 
 
 def run(args) -> int:
-    from contextmri_core.cli.mrd_server import StreamServer
+    from contextmri_core.service.server import StreamServer
 
     config = _config(args)
     _check_outbox(config.settings)

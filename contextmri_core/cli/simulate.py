@@ -108,8 +108,8 @@ def _simulate_one(args, config, index: int, contrast: str):
 
 
 def _write(scan, out: Path, split: str, formats: List[str], name: str) -> dict:
-    from contextmri_core.io.fastmri_writer import write_fastmri
-    from contextmri_core.io.ismrmrd_writer import write_ismrmrd
+    from contextmri_core.io.raw.fastmri_writer import write_fastmri
+    from contextmri_core.io.raw.ismrmrd_writer import write_ismrmrd
 
     files = {}
     for fmt in formats:
@@ -145,7 +145,7 @@ def _config(args):
 
 
 def run(args: argparse.Namespace) -> int:
-    from contextmri_core.io.fastmri_writer import fastmri_name
+    from contextmri_core.io.raw.fastmri_writer import fastmri_name
     from contextmri_core.synth.protocols import BRAIN_PROTOCOLS
 
     contrasts = _split_list(args.contrasts.upper(), BRAIN_PROTOCOLS, "contrasts")

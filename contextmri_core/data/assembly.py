@@ -22,7 +22,8 @@ Rules (ISMRMRD v1 semantics):
   would turn an R=2 scan into a fully-sampled one;
 * readout oversampling (encoded x > recon x with encoded FOV x > recon FOV x) is removed by a centred IFFT along RO, a centred
   crop to recon x and an FFT back (orthonormal, ``fftshift(fft(ifftshift(x)))``);
-* slices are grouped by ``idx.slice`` and returned in ascending order;
+* slices are grouped by ``idx.slice`` and returned in ascending order; a slice's
+  ``metadata.slice_plane`` is the plane of its first imaging line's ``slice_dir``;
 * non-finite samples (NaN, inf: a corrupt line) are counted, set to zero and left out of the
   mask (treated as not acquired); noise acquisitions holding any are dropped;
 * the grid the header asks for is checked against the data received and ``GridLimits``
@@ -31,6 +32,7 @@ Rules (ISMRMRD v1 semantics):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Tuple
@@ -39,6 +41,7 @@ import numpy as np
 
 from contextmri_core.data.encoding import EncodingInfo
 from contextmri_core.data.fftnp import crop_center, fftc, ifftc
+from contextmri_core.data.geometry import slice_plane
 from contextmri_core.data.grid_limits import GridLimits, ReceivedData, check_grid
 from contextmri_core.data.grid_limits import ScanTooLarge  # noqa: F401 - re-exported
 from contextmri_core.data.metadata import ScanMetadata
@@ -82,6 +85,7 @@ class AcqRecord:
     data: np.ndarray
     repetition: int = 0
     average: int = 0
+    slice_dir: Optional[Tuple[float, float, float]] = None  # LPS slice normal, when known
 
 
 def flag_set(flags: int, flag: int) -> bool:
@@ -263,8 +267,9 @@ def _assemble_one(recs: Sequence[AcqRecord], shape: Tuple[int, int, int, int],
     if nonfinite:
         log.warning("slice %s: %d non-finite k-space samples treated as not acquired (masked)",
                     meta.slice_index, nonfinite)
-    return SliceData(kspace=kspace, mask=mask.astype(np.float32), metadata=meta,
-                     acs=acs, acs_rows=acs_rows, nonfinite_samples=nonfinite)
+    return SliceData(kspace=kspace, mask=mask.astype(np.float32),
+                     metadata=_with_plane(meta, recs), acs=acs, acs_rows=acs_rows,
+                     nonfinite_samples=nonfinite)
 
 
 def _count_nonfinite(rec: AcqRecord) -> int:
@@ -283,6 +288,18 @@ def _received(lines: Sequence[AcqRecord]) -> ReceivedData:
         max_lines_per_slice=max(len(v) for v in rows.values()),
         max_samples=max(r.data.shape[-1] - r.discard_pre - r.discard_post for r in lines),
         coils=int(lines[0].data.shape[0]), slices=len(rows))
+
+
+def _with_plane(meta: ScanMetadata, recs: Sequence[AcqRecord]) -> ScanMetadata:
+    """``meta`` with the plane of the first imaging line's slice normal (it wins over the
+    header's protocol-name guess); unchanged when no line carries a usable normal."""
+    for rec in recs:
+        if rec.slice_dir is not None and is_imaging(rec.flags):
+            try:
+                return dataclasses.replace(meta, slice_plane=slice_plane(rec.slice_dir))
+            except ValueError:  # an all-zero normal: the scanner did not fill it
+                return meta
+    return meta
 
 
 def assemble_slices(

@@ -3,6 +3,7 @@ DICOM's), from the slice's first imaging acquisition. Pure data; the readers fil
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterable, Tuple
 
@@ -44,3 +45,24 @@ def stacked_geometry(num_slices: int, thickness_mm: float) -> Tuple[SliceGeometr
     centre = (num_slices - 1) / 2.0
     return tuple(SliceGeometry(position=(0.0, 0.0, (i - centre) * float(thickness_mm)))
                  for i in range(num_slices))
+
+
+#: Largest tilt (degrees) of the slice normal from a patient axis that still names that plane:
+#: a slice tilted by up to this much shows that plane's anatomy (e.g. an AC-PC aligned axial).
+PLANE_TILT_MAX_DEG = 30.0
+_PLANE_OF_AXIS = ("sagittal", "coronal", "axial")  # normal along LPS x, y, z
+
+
+def slice_plane(slice_dir: Iterable[float], max_tilt_deg: float = PLANE_TILT_MAX_DEG) -> str:
+    """"axial" | "coronal" | "sagittal" | "oblique" from the slice normal (LPS, any length).
+
+    The plane of the patient axis nearest the normal when the angle between them is at most
+    ``max_tilt_deg``; otherwise "oblique". A zero vector raises ``ValueError``.
+    """
+    n = [abs(float(v)) for v in slice_dir]
+    norm = math.sqrt(sum(v * v for v in n))
+    if len(n) != 3 or not norm > 0 or not math.isfinite(norm):
+        raise ValueError(f"slice direction {tuple(slice_dir)} is not a 3-vector of length > 0")
+    axis = max(range(3), key=lambda i: n[i])
+    tilt = math.degrees(math.acos(min(1.0, n[axis] / norm)))
+    return _PLANE_OF_AXIS[axis] if tilt <= max_tilt_deg + 1e-9 else "oblique"

@@ -4,7 +4,10 @@ Reads only the fields the prompt and the structured encoder use (ismrmrd.xsd nam
 ``sequenceParameters`` (TR/TE/TI in ms, flip angle in degrees, sequence_type),
 ``measurementInformation`` (protocolName, seriesDescription), ``studyInformation``
 (studyDescription, studyDate), ``subjectInformation`` (patientBirthdate, patientGender) and
-``acquisitionSystemInformation`` (vendor, model, systemFieldStrength_T, coil names).
+``acquisitionSystemInformation`` (vendor, model, systemFieldStrength_T, coil names) and the
+first ``encoding`` (in-plane pixel spacing and slice thickness from the reconstruction space's
+field of view and matrix). The slice plane here comes from the protocol name ("AX", "COR",
+"SAG"); readers replace it with the plane of the acquisitions' slice normal when they have one.
 Anything absent or unusable is ``None``. Per-slice fields are set later with
 ``ScanMetadata.for_slice``.
 """
@@ -18,8 +21,10 @@ import xml.etree.ElementTree as ET
 from datetime import date
 from typing import List, Optional, Tuple, Union
 
+from contextmri_core.data.encoding import parse_encoding
 from contextmri_core.data.metadata import ScanMetadata
-from contextmri_core.data.vocab import derive_anatomy, fastmri_name_parts, map_contrast
+from contextmri_core.data.vocab import (derive_anatomy, fastmri_name_parts, map_contrast,
+                                        map_plane)
 from contextmri_core.data.xmlutil import find_all_text, find_float, find_text, parse_xml
 from contextmri_core.errors import HeaderError
 
@@ -160,6 +165,36 @@ def _system(root: ET.Element) -> dict:
     )
 
 
+#: Plausible in-plane pixel spacing and slice thickness (mm); values outside are dropped (None).
+SPACING_RANGE_MM = (0.05, 20.0)
+THICKNESS_RANGE_MM = (0.1, 100.0)
+
+
+def _in_range(value: Optional[float], bounds: Tuple[float, float], name: str) -> Optional[float]:
+    if value is None:
+        return None
+    if math.isfinite(value) and bounds[0] <= value <= bounds[1]:
+        return float(value)
+    logger.warning("ignoring %s %r mm from the ISMRMRD header: outside %s", name, value, bounds)
+    return None
+
+
+def _grid(root: ET.Element) -> dict:
+    """In-plane pixel spacing (mean of x and y, mm) and slice thickness (mm) of the first
+    encoding: reconstruction space, else encoded space (FOV / matrix; readout oversampling
+    widens FOV and matrix alike)."""
+    enc = parse_encoding(root)
+    spacing = thickness = None
+    for matrix, fov in ((enc.recon_matrix, enc.recon_fov_mm),
+                        (enc.encoded_matrix, enc.encoded_fov_mm)):
+        if spacing is None and matrix and fov and matrix[0] > 0 and matrix[1] > 0:
+            spacing = (fov[0] / matrix[0] + fov[1] / matrix[1]) / 2.0
+        if thickness is None and fov and fov[2] > 0:
+            thickness = fov[2]
+    return dict(pixel_spacing_mm=_in_range(spacing, SPACING_RANGE_MM, "pixel spacing"),
+                slice_thickness_mm=_in_range(thickness, THICKNESS_RANGE_MM, "slice thickness"))
+
+
 def parse_header(
     xml: Union[str, bytes],
     *,
@@ -188,9 +223,11 @@ def parse_header(
     return ScanMetadata(
         anatomy=derive_anatomy(anatomy_override, (study, series, protocol), coils, filename),
         contrast=map_contrast(acquisition, protocol, series, study, name_acquisition),
+        slice_plane=map_plane(acquisition, protocol, series, name_acquisition),
         protocol_name=protocol,
         series_description=series,
         **_mr_parameters(root),
         **_subject(root),
         **_system(root),
+        **_grid(root),
     )

@@ -8,6 +8,8 @@ from typing import Optional, Tuple
 
 #: The contrast vocabulary of ContextMRI prompts.
 CONTRASTS: Tuple[str, ...] = ("T1", "T1PRE", "T1POST", "T2", "FLAIR", "PD", "PDFS")
+#: Slice planes, from the slice normal (``data.geometry.slice_plane``).
+PLANES: Tuple[str, ...] = ("axial", "coronal", "sagittal", "oblique")
 
 
 @dataclass(frozen=True)
@@ -38,12 +40,21 @@ class ScanMetadata:
     protocol_name: Optional[str] = None
     series_description: Optional[str] = None
     pathology: Tuple[str, ...] = ()  # per-slice findings, e.g. ("White Matter Lesion",)
+    slice_plane: Optional[str] = None  # one of PLANES, from the slice normal
+    pixel_spacing_mm: Optional[float] = None  # in-plane pixel size of the recon grid (mean of rows, cols)
+    slice_thickness_mm: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.contrast is not None and self.contrast not in CONTRASTS:
             raise ValueError(f"contrast {self.contrast!r} is not one of {CONTRASTS}")
         if self.patient_sex is not None and self.patient_sex not in ("M", "F", "O"):
             raise ValueError(f"patient_sex {self.patient_sex!r} is not one of M, F, O")
+        if self.slice_plane is not None and self.slice_plane not in PLANES:
+            raise ValueError(f"slice_plane {self.slice_plane!r} is not one of {PLANES}")
+        for name in ("pixel_spacing_mm", "slice_thickness_mm"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} {value!r} must be > 0 mm or None")
 
     def for_slice(self, slice_index: int, pathology: Tuple[str, ...] = ()) -> "ScanMetadata":
         """The same scan's metadata for one slice."""

@@ -61,6 +61,27 @@ def _contrast_of(text: str) -> Optional[str]:
     return None
 
 
+# Plane words in protocol names ("AX FLAIR", "CORPD_FBK", "t1_mprage_sag"); 3D/oblique say none.
+_PLANE_WORDS = (("axial", re.compile(r"\b(AXIAL|AX|TRANSVERSAL|TRANS|TRA)\b")),
+                ("coronal", re.compile(r"\b(CORONAL|COR)\b")),
+                ("sagittal", re.compile(r"\b(SAGITTAL|SAG)\b")))
+_GLUED_PLANE = re.compile(r"\b(AXIAL|AX|CORONAL|COR|SAGITTAL|SAG|TRA)(?=T1|T2|PD|FLAIR|MPRAGE|DWI|SWI)")
+
+
+def map_plane(*texts: Optional[str]) -> Optional[str]:
+    """The slice plane a protocol name states ("AXFLAIR" -> "axial", "CORPDFS_FBK" ->
+    "coronal", "t1_sag" -> "sagittal"); the first text naming exactly one plane wins, else None.
+    A fallback for files without acquisition geometry (fastMRI); the slice normal wins."""
+    for text in texts:
+        if not text or not text.strip():
+            continue
+        norm = _GLUED_PLANE.sub(r"\1 ", re.sub(r"[^A-Z0-9]+", " ", text.upper()).strip())
+        found = {plane for plane, rule in _PLANE_WORDS if rule.search(norm)}
+        if len(found) == 1:
+            return found.pop()
+    return None
+
+
 def map_contrast(*texts: Optional[str]) -> Optional[str]:
     """Map vendor/protocol strings to one of ``metadata.CONTRASTS``; the first text that maps wins.
 

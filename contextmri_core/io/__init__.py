@@ -1,7 +1,13 @@
-"""The file and network boundary: ISMRMRD v1 and fastMRI .h5 readers/writers, the ISMRMRD
-stream protocol, checkpoints and shards, BART cfl, DICOM writing, PACS push (outbox,
-C-ECHO/C-STORE), image outputs (ISMRMRD images, NIfTI, PNG), YAML config files.
+"""The file and network boundary, one subpackage per thing it talks to:
 
-The only layer that imports h5py, ismrmrd, pydicom, pynetdicom, safetensors and yaml. Errors
-are ``InputFileError`` naming the file.
+- ``raw``: scanner raw data files (ISMRMRD v1 and fastMRI .h5 readers/writers, BART cfl);
+- ``mrd``: the ISMRMRD (MRD) stream protocol (frames, the listening socket, images out,
+  Gadgetron buffers and gadgetron-python quirks);
+- ``dicom``: DICOM files and the PACS (writer, value encoding, on-disk outbox, C-ECHO/C-STORE);
+- ``models``: model files (our checkpoints, the published ContextMRI layout, training shards);
+- ``images``: image files out (PNG contact sheets, NIfTI volumes, ISMRMRD image files);
+- ``config_file``: YAML settings files.
+
+The only layer that imports h5py, ismrmrd, pydicom, pynetdicom, safetensors, yaml, nibabel, PIL
+and socket. Errors are ``InputFileError`` naming the file.
 """

@@ -2,7 +2,7 @@
 
 ``records -> assemble -> batches -> reconstruct_batches -> SliceOutcome``; the Gadgetron
 gadgets, the stream server and file replay chain the same stages. Nothing here touches a
-socket or ismrmrd: the wire lives in ``contextmri_core.io.mrd_stream``.
+socket or ismrmrd: the wire lives in ``contextmri_core.io.mrd.stream``.
 
 The stream is assembled at its end (CLOSE): a 2D scan is small, and repetitions, separate
 ACS lines and interleaved slices are only complete then. Slices are reconstructed in batches

@@ -17,7 +17,7 @@ from tests.orthanc import REPO, run_cli, run_scenario, scenario_workdir, write_m
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from contextmri_core.io.outbox import Outbox
+from contextmri_core.io.dicom.outbox import Outbox
 with Outbox(Path(sys.argv[1])).lock() as held:
     assert held
     print("held", flush=True)
@@ -72,7 +72,7 @@ def _damage(files: Dict[str, Path], outbox: Path) -> Dict[str, str]:
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory):
-    from contextmri_core.io.outbox import Outbox
+    from contextmri_core.io.dicom.outbox import Outbox
 
     work = scenario_workdir(tmp_path_factory, "outbox_orthanc")
     good = write_mr_instances(work / "good", 3, patient_id="GOOD01")

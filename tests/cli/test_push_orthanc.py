@@ -35,7 +35,7 @@ def _stop_midway(orthanc, params: Dict[str, Any]) -> Dict[str, Any]:
     """Push with the library; Orthanc is stopped right after the 2nd instance was stored.
     Orthanc 1.10's DICOM server waits for open associations (ours, idle in ``on_sent``) before
     it stops, so the SIGTERM is followed by SIGKILL after 1 s."""
-    from contextmri_core.io.pacs import Outbox, PacsTarget, find_dicom_files, push
+    from contextmri_core.io.dicom.pacs import Outbox, PacsTarget, find_dicom_files, push
 
     outbox = Outbox(Path(params["workdir"]) / "outbox2")
     outbox.enqueue(find_dicom_files([Path(params["second"])]))
@@ -123,7 +123,7 @@ def test_cli_exit_codes_against_a_local_scp(tmp_path, capsys):
     """Without Orthanc: exit 0 when drained, 1 when something stays or is rejected, 2 for bad
     arguments; --enqueue keeps the originals."""
     from contextmri_core.cli.main import main as cli
-    from tests.io.test_pacs import FakePacs
+    from tests.io.dicom.test_pacs import FakePacs
 
     files = write_mr_instances(tmp_path / "results", 3)
     outbox, pacs = tmp_path / "outbox", FakePacs()

@@ -28,8 +28,8 @@ FAST = ["--steps", "2", "--no-progress", "--device", "cpu"]
 def files(tmp_path_factory):
     """A tiny model, a fully sampled ISMRMRD scan, the same protocol as fastMRI, and an
     undersampled ISMRMRD scan (all 32x32, 4 coils, 2 slices)."""
-    from contextmri_core.io.fastmri_writer import write_fastmri
-    from contextmri_core.io.ismrmrd_writer import write_ismrmrd
+    from contextmri_core.io.raw.fastmri_writer import write_fastmri
+    from contextmri_core.io.raw.ismrmrd_writer import write_ismrmrd
     from contextmri_core.synth.scan import SimConfig, simulate
 
     d = tmp_path_factory.mktemp("replay")
@@ -65,7 +65,7 @@ def replayed(files, tmp_path_factory):
 
 
 def test_dicom_of_ismrmrd_and_fastmri_files_is_valid_and_carries_the_header(files, replayed):
-    from contextmri_core.io.reader import read_scan
+    from contextmri_core.io.raw.reader import read_scan
 
     code, out = replayed
     assert code == 0
@@ -105,7 +105,7 @@ def test_every_output_format_is_written(files, replayed):
     import ismrmrd
     import nibabel as nib
 
-    from contextmri_core.io.reader import read_scan
+    from contextmri_core.io.raw.reader import read_scan
 
     _, out = replayed
     root = out / Path(files["full"]).name[:-3]
@@ -210,7 +210,7 @@ def test_logs_carry_no_patient_name_or_id_unless_asked(files, tmp_path, capfd, c
     import logging
 
     from contextmri_core.data.study import parse_study
-    from contextmri_core.io.reader import read_scan
+    from contextmri_core.io.raw.reader import read_scan
 
     study = parse_study(read_scan(files["under"]).header_xml)
     assert study.patient_name and study.patient_id

@@ -107,7 +107,7 @@ def test_a_huge_encoded_matrix_is_refused_in_one_line_by_info_and_replay(base, t
 
 # ----------------------------------------------------------------------------- item 8
 def test_non_finite_samples_are_masked_counted_and_said(base, tmp_path, caplog):
-    from contextmri_core.io.ismrmrd_writer import write_ismrmrd
+    from contextmri_core.io.raw.ismrmrd_writer import write_ismrmrd
     from contextmri_core.synth.scan import SimConfig, simulate
 
     cfg = SimConfig(matrix=32, num_slices=2, num_coils=4, acceleration=2, center_fraction=0.25,
@@ -165,7 +165,7 @@ def test_a_non_finite_reconstruction_is_a_labelled_fallback_not_ok(base, nan_mod
 
 # ----------------------------------------------------------------------------- item 11
 def test_the_summary_names_the_method_that_made_the_images(base, tmp_path, capsys):
-    from contextmri_core.io.ismrmrd_writer import write_ismrmrd
+    from contextmri_core.io.raw.ismrmrd_writer import write_ismrmrd
     from contextmri_core.synth.scan import SimConfig, simulate
 
     cfg = SimConfig(matrix=32, num_slices=2, num_coils=4, acceleration=4, center_fraction=0.03,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from contextmri_core.io import mrd_stream as ms
+from contextmri_core.io.mrd import stream as ms
 from tests import mrd_helpers as h
 
 serialization = pytest.importorskip("ismrmrd.serialization")

@@ -251,7 +251,7 @@ def test_absurd_header_values_still_give_images(server, tmp_path):
 
 
 def test_nan_samples_are_masked_and_the_error_names_the_method_used(server, tmp_path):
-    from contextmri_core.io.ismrmrd_writer import write_ismrmrd
+    from contextmri_core.io.raw.ismrmrd_writer import write_ismrmrd
     from contextmri_core.synth.scan import SimConfig, simulate
     from tests.scan_edits import imaging_rows
 

@@ -141,7 +141,7 @@ def test_stream_settings_take_virtual_coils_from_properties():
 
 
 def test_stream_prepares_with_the_settings_virtual_coils(tmp_path):
-    from contextmri_core.io.ismrmrd_reader import record_from_acquisition
+    from contextmri_core.io.raw.ismrmrd_reader import record_from_acquisition
     from contextmri_core.recon.stream import assemble, batches, reconstruct_groups
     from tests import mrd_helpers as h
 
@@ -157,8 +157,8 @@ def scan32(tmp_path_factory):
     """A simulated 64x64, 32-coil AXT2 slice read from ISMRMRD files: x2 (cf 0.25: 16 ACS +
     16 outer lines; x4 at cf 0.25 would acquire the 16 ACS lines only, leaving SENSE nothing
     to unfold) and the fully sampled acquisition of the same seed (same k-space)."""
-    from contextmri_core.io.ismrmrd_writer import write_ismrmrd
-    from contextmri_core.io.reader import read_scan
+    from contextmri_core.io.raw.ismrmrd_writer import write_ismrmrd
+    from contextmri_core.io.raw.reader import read_scan
     from contextmri_core.synth.scan import SimConfig, simulate
 
     out = tmp_path_factory.mktemp("cc")

@@ -6,7 +6,7 @@ import subprocess
 import numpy as np
 import torch
 
-from contextmri_core.io.cfl import read_cfl, write_cfl
+from contextmri_core.io.raw.cfl import read_cfl, write_cfl
 from contextmri_core.physics.calibration import calibration_data
 from contextmri_core.physics.coils import espirit_maps
 from contextmri_core.physics.masks import to_2d, uniform1d

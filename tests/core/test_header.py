@@ -144,7 +144,8 @@ def test_age_in_years_is_whole_years():
 
 def test_shepp_logan_like_header_without_sequence_parameters_is_all_none():
     meta = parse_header(header(""))
-    assert meta == ScanMetadata()
+    # only the grid is known: 256 mm / 128 pixels, 5 mm slices (geometry never enters the prompt)
+    assert meta == ScanMetadata(pixel_spacing_mm=2.0, slice_thickness_mm=5.0)
     assert build_prompt(meta) == ""
 
 

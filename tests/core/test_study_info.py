@@ -119,7 +119,7 @@ def test_a_real_fastmri_header_has_only_what_it_carries():
 
 
 def test_the_synthetic_header_round_trips():
-    from contextmri_core.io.ismrmrd_writer import build_header_xml
+    from contextmri_core.io.raw.ismrmrd_writer import build_header_xml
     from contextmri_core.synth.scan import SimConfig, simulate
 
     scan = simulate(3, "AXT2", SimConfig(matrix=32, num_slices=1, num_coils=2))

@@ -10,9 +10,9 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from contextmri_core.io import mrd_stream as ms
+from contextmri_core.io.mrd import stream as ms
 from tests import mrd_helpers as h
-from tests.io.test_mrd_stream import HEADER
+from tests.io.mrd.test_stream import HEADER
 
 pytest.importorskip("gadgetron")
 NAME = h.NON_ASCII_NAME
@@ -98,7 +98,7 @@ def test_shepp_logan_phantom_goes_through_the_gadget(shepp_logan, scan, tmp_path
 def test_harden_makes_unknown_ids_errors_on_a_gadgetron_connection():
     from gadgetron.external.connection import Connection
 
-    from contextmri_core.io.gadgetron_compat import harden, items
+    from contextmri_core.io.mrd.gadgetron_compat import harden, items
 
     a, b = socket.socketpair()
     try:
@@ -119,7 +119,7 @@ def test_harden_makes_unknown_ids_errors_on_a_gadgetron_connection():
 def test_pacs_property_also_sends_the_images_as_dicom(scan, tmp_path):
     """``pacs`` in the pipeline properties: the gadget still returns its ISMRMRD images and
     sends one DICOM instance per slice (through the outbox, left empty) to a Storage SCP."""
-    from tests.io.test_pacs import FakePacs
+    from tests.io.dicom.test_pacs import FakePacs
 
     model, path, header, acqs = scan
     pacs = FakePacs()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from contextmri_core.cli.mrd_session import properties_from_config
+from contextmri_core.service.session import properties_from_config
 from contextmri_core.recon.stream import StreamSettings
 
 PIPELINES = sorted((Path(__file__).resolve().parents[2] / "pipelines").glob("*.xml"))
@@ -44,7 +44,7 @@ def test_pipeline_parses_and_names_importable_targets(path):
 def test_the_connect_pipeline_sets_only_what_a_client_may_choose():
     """The warm server refuses a stream that sets server-side settings (issue 13): the
     shipped <connect> pipeline must pass the server's client policy with its defaults."""
-    from contextmri_core.recon.client_policy import SERVER_ONLY, ClientPolicy
+    from contextmri_core.service.client_policy import SERVER_ONLY, ClientPolicy
 
     path = next(p for p in PIPELINES if p.stem == "contextmri_connect")
     config = ET.parse(path).getroot().find("stream/external/configuration")

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from contextmri_core.io.ismrmrd_writer import write_ismrmrd
-from contextmri_core.io.reader import read_scan
+from contextmri_core.io.raw.ismrmrd_writer import write_ismrmrd
+from contextmri_core.io.raw.reader import read_scan
 from contextmri_core.physics.masks import make_mask
 from contextmri_core.physics.mvue import mvue
 from contextmri_core.recon.classical import L1WaveletRecon, SenseRecon, ZeroFilledRecon

@@ -5,9 +5,9 @@ import os
 import pytest
 import torch
 
-from contextmri_core.io.checkpoint import load_prior, save_prior
-from contextmri_core.io.ismrmrd_writer import write_ismrmrd
-from contextmri_core.io.reader import read_scan
+from contextmri_core.io.models.checkpoint import load_prior, save_prior
+from contextmri_core.io.raw.ismrmrd_writer import write_ismrmrd
+from contextmri_core.io.raw.reader import read_scan
 from contextmri_core.models import DEFAULT_MODEL_DIR
 from contextmri_core.physics.masks import make_mask
 from contextmri_core.physics.mvue import mvue

@@ -3,7 +3,7 @@
 import h5py
 import numpy as np
 
-from contextmri_core.io.reader import read_scan
+from contextmri_core.io.raw.reader import read_scan
 from contextmri_core.recon.classical import SenseRecon, ZeroFilledRecon
 from contextmri_core.recon.prepare import prepare_scan
 

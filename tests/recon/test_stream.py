@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from contextmri_core.errors import ConfigError
-from contextmri_core.io.ismrmrd_reader import record_from_acquisition
+from contextmri_core.io.raw.ismrmrd_reader import record_from_acquisition
 from contextmri_core.recon.classical import SenseRecon
 from contextmri_core.recon.stream import StreamSettings, recon_stream
 from tests import mrd_helpers as h
@@ -56,7 +56,7 @@ def test_unusable_calibration_falls_back_to_zero_filled(stream):
 
 
 def test_time_budget_stops_the_sampler_and_the_fallback_takes_over(stream, tmp_path):
-    from contextmri_core.io.checkpoint import load_prior
+    from contextmri_core.io.models.checkpoint import load_prior
     from contextmri_core.recon.diffusion import DiffusionReconConfig, DiffusionReconstructor
     from contextmri_core.recon.stream import TimeBudgetExceeded, budget_progress
     from contextmri_core.sampling.dds import DDSConfig

@@ -10,8 +10,8 @@ import h5py
 import numpy as np
 import pytest
 
-from contextmri_core.io.fastmri_writer import fastmri_name, write_fastmri
-from contextmri_core.io.ismrmrd_writer import (
+from contextmri_core.io.raw.fastmri_writer import fastmri_name, write_fastmri
+from contextmri_core.io.raw.ismrmrd_writer import (
     FLAG_CALIBRATION, FLAG_CALIBRATION_AND_IMAGING, FLAG_NOISE, build_header_xml, slice_lines,
     write_ismrmrd,
 )
@@ -141,10 +141,10 @@ def _check_metadata(meta, scan):
         assert getattr(meta, name) == getattr(want, name), name
 
 
-@pytest.mark.skipif(not _have("contextmri_core.io.ismrmrd_reader"), reason="reader not there")
+@pytest.mark.skipif(not _have("contextmri_core.io.raw.ismrmrd_reader"), reason="reader not there")
 @pytest.mark.parametrize("which", ["full", "under", "separate"])
 def test_round_trip_through_read_ismrmrd(which, request, tmp_path):
-    from contextmri_core.io.ismrmrd_reader import read_ismrmrd
+    from contextmri_core.io.raw.ismrmrd_reader import read_ismrmrd
 
     scan = request.getfixturevalue(which)
     raw = read_ismrmrd(write_ismrmrd(tmp_path / fastmri_name("X", 0), scan))
@@ -162,10 +162,10 @@ def test_round_trip_through_read_ismrmrd(which, request, tmp_path):
     assert raw.coil_names == scan.coil_names
 
 
-@pytest.mark.skipif(not _have("contextmri_core.io.fastmri_reader"), reason="reader not there")
+@pytest.mark.skipif(not _have("contextmri_core.io.raw.fastmri_reader"), reason="reader not there")
 @pytest.mark.parametrize("which", ["full", "under"])
 def test_round_trip_through_read_fastmri(which, request, tmp_path):
-    from contextmri_core.io.fastmri_reader import read_fastmri
+    from contextmri_core.io.raw.fastmri_reader import read_fastmri
 
     scan = request.getfixturevalue(which)
     raw = read_fastmri(write_fastmri(tmp_path / fastmri_name(scan.protocol.name, 0), scan))

@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from contextmri_core.io.checkpoint import load_prior
-from contextmri_core.io.shards import list_shards, read_shard
+from contextmri_core.io.models.checkpoint import load_prior
+from contextmri_core.io.models.shards import list_shards, read_shard
 from contextmri_core.physics.masks import make_mask
 from contextmri_core.recon.diffusion import DiffusionReconConfig, DiffusionReconstructor
 from contextmri_core.sampling.dds import DDSConfig

@@ -8,10 +8,8 @@ model is frozen and kept outside the module tree: it is not in ``parameters()`` 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -19,43 +17,14 @@ import torch
 
 from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.data.prompt import build_prompt
-from contextmri_core.errors import ConfigError, reject_unknown_keys
+from contextmri_core.errors import ConfigError
 from contextmri_core.prior.encoders.base import ConditionEncoder
+from contextmri_core.prior.encoders.config import ClipEncoderConfig, EncoderConfig
 
 logger = logging.getLogger(__name__)
 
 TEXT_ENCODER_DIR = "text_encoder"
 TOKENIZER_DIR = "tokenizer"
-
-
-@dataclass(frozen=True)
-class ClipEncoderConfig:
-    """``path``: directory with ``text_encoder/`` and ``tokenizer/`` (relative paths are
-    resolved against the checkpoint directory); ``max_length`` tokens, padded;
-    ``demographic``: SKM-TEA prompt style (``build_prompt(..., demographic=True)``)."""
-
-    path: str
-    max_length: int = 77
-    demographic: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "path", str(self.path))
-        if not self.path:
-            raise ConfigError("encoder.clip.path is empty: give the directory that holds "
-                              "text_encoder/ and tokenizer/")
-        if int(self.max_length) < 2:
-            raise ConfigError("encoder.clip.max_length must be >= 2 (CLIP uses 77)")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ClipEncoderConfig":
-        reject_unknown_keys(cls, d, "encoder.clip")
-        if "path" not in d:
-            raise ConfigError("encoder.clip.path is missing: give the directory that holds "
-                              "text_encoder/ and tokenizer/")
-        return cls(**d)
 
 
 def resolve_clip_dir(path: str, root: Optional[Path] = None) -> Path:
@@ -110,10 +79,8 @@ class ClipTextEncoder(ConditionEncoder):
         self._uncond: Dict[Tuple[str, torch.dtype], torch.Tensor] = {}
 
     @property
-    def config(self):
-        """``EncoderConfig`` that rebuilds this encoder (imported late: factory imports us)."""
-        from contextmri_core.prior.encoders.factory import EncoderConfig
-
+    def config(self) -> EncoderConfig:
+        """``EncoderConfig`` that rebuilds this encoder."""
         return EncoderConfig(kind="clip", clip=self.clip_config)
 
     @property

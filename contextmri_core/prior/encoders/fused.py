@@ -21,9 +21,8 @@ from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.errors import ConfigError
 from contextmri_core.prior.encoders.base import ConditionEncoder
 from contextmri_core.prior.encoders.clip import ClipTextEncoder
+from contextmri_core.prior.encoders.config import FUSIONS, EncoderConfig
 from contextmri_core.prior.encoders.structured import StructuredMetadataEncoder
-
-FUSIONS = ("concat", "add")
 
 
 class FusedEncoder(ConditionEncoder):
@@ -47,10 +46,8 @@ class FusedEncoder(ConditionEncoder):
         self.seq_len = clip.seq_len + extra
 
     @property
-    def config(self):
-        """``EncoderConfig`` that rebuilds this encoder (imported late: factory imports us)."""
-        from contextmri_core.prior.encoders.factory import EncoderConfig
-
+    def config(self) -> EncoderConfig:
+        """``EncoderConfig`` that rebuilds this encoder."""
         return EncoderConfig(kind="fused", structured=self.structured.structured_config,
                              clip=self.clip.clip_config, fusion=self.fusion)
 

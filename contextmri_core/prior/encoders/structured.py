@@ -5,7 +5,7 @@ Each field of ``ScanMetadata`` becomes one ``dim``-wide token::
     token_f = (value embedding of f  if f is known and not dropped  else  missing_f) + type_f
     tokens  = LayerNorm([SEP, token_1, ..., token_F])          # (B, 1 + F, dim)
 
-Categorical fields (anatomy, contrast, sequence, patient_sex) look up an embedding table with
+Categorical fields (anatomy, contrast, sequence, patient_sex, slice_plane) look up an embedding table with
 one extra "unknown value" row for strings outside the vocabulary (matched case- and
 punctuation-insensitively). Pathology is a multi-label bag over a fixed label vocabulary plus
 an "other" bucket: the mean of the labels' embeddings. Numeric fields are scaled to about
@@ -23,47 +23,35 @@ flip_angle_deg     FA / 180                                 linear, degrees
 slice_index        index / 128                              linear, slice number
 patient_age_y      age / 100                                linear, years
 field_strength_t   B0 / 10                                  linear, tesla (1.5 vs 3 T: 0.15)
+pixel_spacing_mm   spacing / 4 mm                           linear: 0.8 vs 1.0 mm differ by 0.05
+slice_thickness_mm thickness / 10 mm                        linear: 1 vs 5 mm differ by 0.4
 =================  =======================================  ==================================
+
+The geometry fields (slice plane, in-plane pixel spacing, slice thickness) come last in the
+token order, so a checkpoint trained before they existed keeps its token positions
+(``adopt_from`` copies its tables and rows by field name).
 
 A missing value (None, not finite, negative, blank string, empty pathology tuple) uses the
 field's learned "missing" embedding. ``metadata_to_inputs`` (pure, no parameters) turns the
-metadata into tensors; the module only embeds them.
+metadata into tensors; the module only embeds them. The settings (``StructuredEncoderConfig``,
+the field and vocabulary tuples) live in ``config``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from contextmri_core.data.metadata import CONTRASTS, ScanMetadata
-from contextmri_core.data.vocab import ANATOMIES
-from contextmri_core.errors import ConfigError, reject_unknown_keys
+from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.prior.encoders.base import ConditionEncoder
-
-CATEGORICAL_FIELDS: Tuple[str, ...] = ("anatomy", "contrast", "sequence", "patient_sex")
-BAG_FIELDS: Tuple[str, ...] = ("pathology",)
-NUMERIC_FIELDS: Tuple[str, ...] = ("tr_ms", "te_ms", "ti_ms", "flip_angle_deg", "slice_index",
-                                   "patient_age_y", "field_strength_t")
-ALL_FIELDS: Tuple[str, ...] = CATEGORICAL_FIELDS + BAG_FIELDS + NUMERIC_FIELDS
-#: The MR parameters, dropped together in training (ContextMRI).
-MR_FIELDS: Tuple[str, ...] = ("tr_ms", "te_ms", "ti_ms", "flip_angle_deg")
-
-SEXES: Tuple[str, ...] = ("M", "F", "O")
-SEQUENCES: Tuple[str, ...] = ("TurboSpinEcho", "SpinEcho", "GradientEcho", "InversionRecovery",
-                              "EchoPlanar", "qDESS")
-#: fastMRI+ brain/knee findings; anything else falls into the "other" bucket.
-PATHOLOGIES: Tuple[str, ...] = (
-    "White Matter Lesion", "Nonspecific White Matter Lesion", "Nonspecific Lesion", "Mass",
-    "Extra-axial Mass", "Edema", "Enlarged Ventricles", "Craniotomy", "Resection Cavity",
-    "Posttreatment Change", "Lacunar Infarct", "Encephalomalacia", "Meniscus Tear",
-    "Cartilage Defect", "Bone Marrow Edema", "Joint Effusion", "Ligament Tear",
-)
+from contextmri_core.prior.encoders.config import (ALL_FIELDS, BAG_FIELDS, CATEGORICAL_FIELDS,
+                                                   GEOMETRY_FIELDS, MR_FIELDS, NUMERIC_FIELDS,
+                                                   EncoderConfig, StructuredEncoderConfig,
+                                                   vocab_key)
 
 
 @dataclass(frozen=True)
@@ -84,71 +72,8 @@ NUMERIC_SCALES: Dict[str, NumericScale] = {
     "ti_ms": NumericScale(True, 5000.0), "flip_angle_deg": NumericScale(False, 180.0),
     "slice_index": NumericScale(False, 128.0), "patient_age_y": NumericScale(False, 100.0),
     "field_strength_t": NumericScale(False, 10.0),
+    "pixel_spacing_mm": NumericScale(False, 4.0), "slice_thickness_mm": NumericScale(False, 10.0),
 }
-
-_VOCAB_FIELDS = {"anatomy": "anatomies", "contrast": "contrasts", "sequence": "sequences",
-                 "patient_sex": "sexes", "pathology": "pathologies"}
-
-
-def _key(text: str) -> str:
-    """Matching key of a vocabulary string: lower case, letters and digits only."""
-    return re.sub(r"[^a-z0-9]", "", text.lower())
-
-
-@dataclass(frozen=True)
-class StructuredEncoderConfig:
-    """Widths, sinusoidal frequencies (cycles per unit of ``u``), fields in token order, the
-    vocabularies (saved with the weights) and the training dropout rates."""
-
-    dim: int = 128
-    num_frequencies: int = 16
-    min_frequency: float = 0.5
-    max_frequency: float = 32.0
-    hidden: int = 256
-    fields: Tuple[str, ...] = ALL_FIELDS
-    anatomies: Tuple[str, ...] = ANATOMIES
-    contrasts: Tuple[str, ...] = CONTRASTS
-    sequences: Tuple[str, ...] = SEQUENCES
-    sexes: Tuple[str, ...] = SEXES
-    pathologies: Tuple[str, ...] = PATHOLOGIES
-    p_drop_all: float = 0.1
-    p_drop_mr: float = 0.5
-    p_drop_field: float = 0.1
-
-    def __post_init__(self) -> None:
-        for name in ("fields",) + tuple(_VOCAB_FIELDS.values()):
-            object.__setattr__(self, name, tuple(str(v) for v in getattr(self, name)))
-        for name in ("dim", "num_frequencies", "hidden"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"encoder.structured.{name} must be a positive integer")
-        if not 0 < self.min_frequency < self.max_frequency:
-            raise ConfigError("encoder.structured: need 0 < min_frequency < max_frequency")
-        unknown = [f for f in self.fields if f not in ALL_FIELDS]
-        if unknown or not self.fields or len(set(self.fields)) != len(self.fields):
-            raise ConfigError(f"encoder.structured.fields {list(self.fields)}: use distinct "
-                              f"names from {list(ALL_FIELDS)}")
-        for name in _VOCAB_FIELDS.values():
-            keys = [_key(v) for v in getattr(self, name)]
-            if not keys or "" in keys or len(set(keys)) != len(keys):
-                raise ConfigError(f"encoder.structured.{name}: give distinct, non-empty names")
-        for name in ("p_drop_all", "p_drop_mr", "p_drop_field"):
-            if not 0.0 <= float(getattr(self, name)) <= 1.0:
-                raise ConfigError(f"encoder.structured.{name} must lie in [0, 1]")
-
-    def vocabulary(self, field: str) -> Tuple[str, ...]:
-        """The vocabulary of a categorical or bag field."""
-        return getattr(self, _VOCAB_FIELDS[field])
-
-    def to_dict(self) -> dict:
-        """Plain YAML-safe types (tuples become lists)."""
-        return {k: (list(v) if isinstance(v, tuple) else v)
-                for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "StructuredEncoderConfig":
-        reject_unknown_keys(cls, d, "encoder.structured")
-        return cls(**d)
-
 
 # --- metadata -> tensors (pure) -------------------------------------------------------------
 
@@ -156,18 +81,18 @@ def _category(value: Optional[str], vocab: Tuple[str, ...]) -> Tuple[int, bool]:
     """(index, present); the index ``len(vocab)`` is the "unknown value" row."""
     if value is None or not str(value).strip():
         return 0, False
-    keys = [_key(v) for v in vocab]
-    key = _key(str(value))
+    keys = [vocab_key(v) for v in vocab]
+    key = vocab_key(str(value))
     return (keys.index(key) if key in keys else len(vocab)), True
 
 
 def _bag(findings: Tuple[str, ...], vocab: Tuple[str, ...]) -> Tuple[List[float], bool]:
     """(multi-hot over vocab + "other", present)."""
     hot = [0.0] * (len(vocab) + 1)
-    keys = [_key(v) for v in vocab]
+    keys = [vocab_key(v) for v in vocab]
     for finding in findings:
         if finding and finding.strip():
-            key = _key(finding)
+            key = vocab_key(finding)
             hot[keys.index(key) if key in keys else len(vocab)] = 1.0
     return hot, any(hot)
 
@@ -267,10 +192,8 @@ class StructuredMetadataEncoder(ConditionEncoder):
                              persistent=False)
 
     @property
-    def config(self):
-        """``EncoderConfig`` that rebuilds this encoder (imported late: factory imports us)."""
-        from contextmri_core.prior.encoders.factory import EncoderConfig
-
+    def config(self) -> EncoderConfig:
+        """``EncoderConfig`` that rebuilds this encoder."""
         return EncoderConfig(kind="structured", structured=self.structured_config)
 
     def inputs(self, metadata: Sequence[Optional[ScanMetadata]]) -> Dict[str, torch.Tensor]:
@@ -325,6 +248,27 @@ class StructuredMetadataEncoder(ConditionEncoder):
     def unconditional(self, batch_size: int) -> torch.Tensor:
         """``(B, 1 + F, dim)``: every field missing."""
         return self.forward([None] * batch_size)
+
+    @torch.no_grad()
+    def adopt_from(self, other: "StructuredMetadataEncoder") -> Tuple[str, ...]:
+        """Copy ``other``'s learned parameters field by field (warm start of an encoder that
+        gained fields): tables and MLPs of fields both have (same shapes), their "missing" and
+        type rows, SEP and LayerNorm. Returns the fields that kept their fresh initialisation."""
+        theirs = other.structured_config.fields
+        for i, field in enumerate(self.structured_config.fields):
+            if field not in theirs:
+                continue
+            j = theirs.index(field)
+            self.missing[i].copy_(other.missing[j])
+            self.field_type[i].copy_(other.field_type[j])
+            for mine, src in ((self.tables, other.tables), (self.mlps, other.mlps)):
+                if field in mine and field in src and all(
+                        a.shape == b.shape for a, b in zip(mine[field].state_dict().values(),
+                                                           src[field].state_dict().values())):
+                    mine[field].load_state_dict(src[field].state_dict())
+        self.sep.copy_(other.sep)
+        self.norm.load_state_dict(other.norm.state_dict())
+        return tuple(f for f in self.structured_config.fields if f not in theirs)
 
     def dropout_mask(self, batch: int,
                      generator: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:

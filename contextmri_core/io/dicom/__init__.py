@@ -1,0 +1,1 @@
+"""DICOM and PACS: MR Image Storage writer, value encoding, on-disk outbox, C-ECHO/C-STORE."""

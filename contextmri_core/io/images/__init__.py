@@ -1,0 +1,1 @@
+"""Image files out: PNG contact sheets, NIfTI volumes, ISMRMRD image files."""

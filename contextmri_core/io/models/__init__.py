@@ -1,0 +1,1 @@
+"""Model files: our checkpoints, the published ContextMRI layout, training shards."""

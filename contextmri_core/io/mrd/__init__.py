@@ -1,0 +1,1 @@
+"""The ISMRMRD (MRD) stream protocol: frames, sockets, images out, Gadgetron buffers."""

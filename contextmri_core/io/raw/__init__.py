@@ -1,0 +1,1 @@
+"""Scanner raw data files: ISMRMRD v1 and fastMRI .h5 readers and writers, BART cfl."""

@@ -1,0 +1,1 @@
+"""The application: live session and engine, stream server, offline replay, series building."""
