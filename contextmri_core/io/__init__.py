@@ -6,7 +6,8 @@
 - ``dicom``: DICOM files and the PACS (writer, value encoding, on-disk outbox, C-ECHO/C-STORE);
 - ``models``: model files (our checkpoints, the published ContextMRI layout, training shards);
 - ``images``: image files out (PNG contact sheets, NIfTI volumes, ISMRMRD image files);
-- ``config_file``: YAML settings files.
+- ``config_file``: YAML settings files;
+- ``publish``: output folders that are complete or absent (staging, rename, stale cleanup).
 
 The only layer that imports h5py, ismrmrd, pydicom, pynetdicom, safetensors, yaml, nibabel, PIL
 and socket. Errors are ``InputFileError`` naming the file.

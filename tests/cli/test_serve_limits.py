@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from contextmri_core.io import mrd_stream as ms
+from contextmri_core.io.mrd import stream as ms
 from tests import mrd_helpers as h
 from tests.cli.test_serve import launch_server
 from tests.scan_edits import edit_header, set_samples
@@ -146,6 +146,8 @@ def test_a_trickling_client_cannot_hold_the_server(server):
     got["b_s"] = time.perf_counter() - t0
     stop.set()
     a.join(60)
+    print(f"\ntrickling client cut after {got['a_s']:.1f} s; waiting client served in "
+          f"{got['b_s']:.1f} s")
     assert "per-message deadline" in errors(got["a"])[0]
     assert got["a_s"] < 15, got["a_s"]
     assert len(images(got["b"])) == 2 and errors(got["b"]) == []
@@ -215,6 +217,7 @@ def test_sigterm_stops_a_running_recon_with_fallback_images_and_refuses_newcomer
     assert "server shutting down" in text and "sense FALLBACK" in text, text
     fallback = [m for m in images(msgs) if m.payload[0].image_series_index == 11]
     assert len(fallback) == 2 and all(np.isfinite(m.payload[2]).all() for m in fallback)
+    print(f"\nSIGTERM -> ERROR + fallback images, process gone: {stopped_s:.1f} s")
     assert stopped_s < 20, stopped_s
 
 
@@ -229,7 +232,9 @@ def test_a_huge_encoded_matrix_is_refused_without_allocating(server, tmp_path):
     rss = _rss_kb(server["proc"].pid)
     msgs = session(server["port"], ms.frame_config_file("x"), header, acqs)
     assert images(msgs) == [] and "encodedSpace y=100000" in errors(msgs)[0]
-    assert _rss_kb(server["proc"].pid) - rss < 200_000
+    grew = _rss_kb(server["proc"].pid) - rss
+    print(f"\nencodedSpace y=100000: refused, server RSS grew {grew} kB")
+    assert grew < 200_000
     assert "Traceback" not in server["log"].read_text()
 
 
