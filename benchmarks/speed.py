@@ -8,7 +8,8 @@
    target < 10 %.
 4. End-to-end ``contextmri replay`` of one simulated volume (4 slices, x4) with DDS and with
    SENSE only: wall time and peak memory of the whole process.
-5. With a CUDA GPU: fp32 vs bf16, batch scaling, and the paper-size (318M) model per slice.
+5. With a CUDA GPU: a few points of the GPU timing grid (``gpu_timing.py``; the whole grid,
+   with replay and training on the GPU: ``bash benchmarks/gpu_check.sh``).
 
     .venv/bin/python benchmarks/speed.py [--threads 2] [--quick]
 
@@ -142,26 +143,23 @@ def replay_volume(steps: int) -> Dict[str, Dict[str, float]]:
     return out
 
 
-def gpu_figures(prior_small) -> Dict[str, object]:
-    """fp32 vs bf16 and batch scaling (small model), paper-size model seconds per slice."""
+def gpu_figures(seconds: float = 120.0) -> Dict[str, object]:
+    """A few points of the GPU timing grid (``benchmarks/gpu_timing.py``, the one place for GPU
+    timing; the whole grid runs in ``bash benchmarks/gpu_check.sh``): the shipped and the
+    paper-size (318M) model at 256x256, batch 1 and 4, bf16 vs fp32, in ``seconds``."""
+    from benchmarks.gpu_timing import timing_grid
+    from contextmri_core.io.models.checkpoint import load_prior
+    from contextmri_core.models import DEFAULT_MODEL_DIR
     from contextmri_core.prior.build import new_prior
 
-    res: Dict[str, object] = {}
-    dev = "cuda"
-    for prec in ("fp32", "bf16"):
-        r = measure_step(prior_small.to(dev), batch=4, steps=10, guidance=2.0, device=dev,
-                         precision=prec)
-        res[f"small_{prec}_s_per_step_batch4"] = r["seconds_per_step"]
-        res[f"small_{prec}_outside_network_share"] = r["outside_network_share"]
-    res["small_bf16_batch_scaling_s_per_slice_step"] = {
-        b: measure_step(prior_small, batch=b, steps=5, device=dev, precision="bf16")[
-            "seconds_per_step"] / b for b in (1, 4, 16, 32)}
-    paper = new_prior("contextmri-paper", image_size=(128, 128)).to(dev)
-    for prec in ("fp32", "bf16"):
-        r = measure_step(paper, batch=4, steps=5, guidance=2.0, device=dev, precision=prec)
-        res[f"paper_{prec}_s_per_slice_50_steps_cfg2"] = r["seconds_per_step"] * 50 / 4
-        res[f"paper_{prec}_peak_mib"] = r["peak_mib"]
-    return res
+    def paper():
+        with torch.device("cuda"):
+            return new_prior("contextmri-paper", image_size=(320, 320)).eval()
+
+    deadline = time.time() + seconds
+    models = {"shipped": lambda: load_prior(DEFAULT_MODEL_DIR, "cuda"), "paper-318M": paper}
+    return {"rows": timing_grid(models, (256,), (1, 4), ("bf16", "fp32"), "cuda",
+                                lambda: deadline - time.time())}
 
 
 def _print_table(title: str, rows: List[Dict[str, float]]) -> None:
@@ -206,7 +204,7 @@ def main(argv=None) -> Dict[str, object]:
     figures.update(espirit=esp, dds=scaling, cfg=cfg, step=step, replay=e2e)
     if torch.cuda.is_available():
         figures["device"] = torch.cuda.get_device_name(0)
-        figures["gpu"] = gpu_figures(prior)
+        figures["gpu"] = gpu_figures()
         print("\n## GPU\n" + json.dumps(figures["gpu"], indent=1))
     figures["total_s"] = time.perf_counter() - t_start
     if args.json:

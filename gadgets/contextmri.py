@@ -8,8 +8,13 @@ A failure goes out as ERROR (8) before gadgetron-python's CLOSE; unknown message
 error, not an end of stream (both are defects of gadgetron-python 1.4.1 that we work around).
 
 Properties (``<property name=... value=.../>`` in the external's ``<configuration>``; fields of
-``contextmri_core.recon.stream.StreamSettings``): model (checkpoint dir; empty = shipped
-default), method (dds | dps | sense | zero_filled), steps, guidance, seed, batch_size,
+``contextmri_core.recon.stream.StreamSettings``): model (model folder: a contextmri
+checkpoint, the published ContextMRI ``MRI_checkpoint`` or one UNet folder of it; empty =
+shipped default), unet (published checkpoint: fastmri | skm-tea; empty = chosen from the
+scan), preset (auto | paper | contextmri; auto = paper for a published checkpoint), method
+(dds | dps | sense | zero_filled), steps and guidance (empty = the preset's), grid (auto |
+full | pad | window | window-zero), support_mask, clip, precision (empty = the preset's), seed,
+batch_size,
 ensemble (> 1 adds an uncertainty series), device (auto | cpu | cuda), anatomy (override),
 phase (true adds a phase series), prewhiten, fallback (sense | zero_filled | none), repetition,
 time_budget_s (seconds; past it the fallback reconstructs the rest), pacs (HOST:PORT:AET: also

@@ -38,12 +38,25 @@ class FitConfig:
     log_every: int = 20
     sample_every: int = 0  # 0: sample images only with each checkpoint
     max_minutes: float = 0.0  # 0: no wall-time limit
-    init_from: Optional[str] = None  # fine-tuning: start from this checkpoint
+    init_from: Optional[str] = None  # fine-tuning: start from this model folder (either layout)
+    init_unet: Optional[str] = None  # published init_from: fastmri | skm-tea (None: from the data)
     lora_rank: int = 0  # > 0: train only LoRA adapters on the attention projections
     lora_alpha: float = 4.0
     ood_data: Optional[str] = None  # shards of an out-of-distribution set to mix in
     ood_ratio: float = 0.0  # fraction of every batch drawn from ood_data
     t_window: Optional[List[int]] = None  # [lo, hi]: train only these timesteps
+    # data pipeline (training.data / training.sampler)
+    patch_size: Optional[List[int]] = None  # [H, W]; None: the data's matrix (one size only)
+    augment: Dict[str, Any] = field(default_factory=dict)  # training.augment.AugmentConfig
+    num_workers: int = 0  # DataLoader worker processes reading and augmenting slices
+    prefetch_factor: int = 2  # batches in flight per worker
+    shuffle_buffer: int = 256  # a slice moves by fewer positions than this in the local shuffle
+    # validation (training.validation)
+    val_data: Optional[str] = None  # shard folder of the validation set
+    val_every: int = 0  # steps between validations; 0: with every checkpoint
+    val_slices: int = 32  # size of the fixed validation subset
+    val_timesteps: List[int] = field(default_factory=lambda: [100, 300, 500, 700, 900])
+    log_batches: bool = False  # log every batch's (shard, slice) keys per rank (debugging)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
@@ -62,6 +75,21 @@ class FitConfig:
             raise ConfigError(f"fit.lora_rank must be >= 0, got {self.lora_rank}")
         if self.precision not in ("bf16", "fp16", "fp32"):
             raise ConfigError(f"fit.precision {self.precision!r}: use bf16, fp16 or fp32")
+        self._check_data()
+
+    def _check_data(self) -> None:
+        from training.augment import AugmentConfig
+
+        if self.patch_size is not None and not (
+                len(self.patch_size) == 2 and all(int(p) >= 8 for p in self.patch_size)):
+            raise ConfigError(f"fit.patch_size must be [H, W] with sides >= 8, got {self.patch_size}")
+        AugmentConfig.from_dict(self.augment)
+        for name, low in (("num_workers", 0), ("prefetch_factor", 1), ("shuffle_buffer", 1),
+                          ("val_every", 0), ("val_slices", 1)):
+            if int(getattr(self, name)) < low:
+                raise ConfigError(f"fit.{name} must be >= {low}, got {getattr(self, name)}")
+        if not self.val_timesteps or not all(0 <= int(t) for t in self.val_timesteps):
+            raise ConfigError(f"fit.val_timesteps must be timesteps >= 0, got {self.val_timesteps}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

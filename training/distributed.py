@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -11,10 +12,13 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class Dist:
+    """``backend``: the process group's ("nccl" | "gloo"), None for a plain single process."""
+
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    backend: Optional[str] = None
 
     @property
     def is_main(self) -> bool:
@@ -22,11 +26,14 @@ class Dist:
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        """A process group is up (DDP, barriers): under torchrun, even with one process."""
+        return self.backend is not None
 
 
 def setup() -> Dist:
-    """Read torchrun's environment; a plain ``python`` run is rank 0 of 1."""
+    """Read torchrun's environment; a plain ``python`` run is rank 0 of 1 without a process
+    group. Under torchrun the group is started even for one process (``--nproc_per_node 1``),
+    so a one-GPU run exercises NCCL and DDP exactly as a multi-GPU run does."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -35,9 +42,12 @@ def setup() -> Dist:
         device = torch.device("cuda", local)
     else:
         device = torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(rank, world, local, device)
+    backend = None
+    if world > 1 or "TORCHELASTIC_RUN_ID" in os.environ:
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if not dist.is_initialized():
+            dist.init_process_group(backend)
+    return Dist(rank, world, local, device, backend)
 
 
 def barrier(d: Dist) -> None:
@@ -48,3 +58,22 @@ def barrier(d: Dist) -> None:
 def teardown(d: Dist) -> None:
     if d.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def broadcast_object(d: Dist, obj):
+    """Rank 0's ``obj`` on every rank (picklable objects)."""
+    if not d.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def mean(d: Dist, value: float) -> float:
+    """The mean of ``value`` over the ranks (itself on one process)."""
+    if not d.enabled:
+        return float(value)
+    t = torch.tensor([float(value)], dtype=torch.float64,
+                     device=d.device if d.device.type == "cuda" else "cpu")
+    dist.all_reduce(t)
+    return float(t.item()) / d.world_size

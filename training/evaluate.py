@@ -16,29 +16,33 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 
-from contextmri_core.io.models.checkpoint import load_prior
+from contextmri_core.data.published import choose_unet
+from contextmri_core.data.scan import RawScan
+from contextmri_core.io.models.official import ModelHandle
 from contextmri_core.io.images.png import contact_sheet
 from contextmri_core.io.raw.reader import read_scan
 from contextmri_core.models import DEFAULT_MODEL_DIR
 from contextmri_core.physics.masks import make_mask
 from contextmri_core.physics.mvue import mvue
 from contextmri_core.recon.classical import CLASSICAL
-from contextmri_core.recon.diffusion import DiffusionReconConfig, DiffusionReconstructor
+from contextmri_core.recon.diffusion import DiffusionReconstructor
+from contextmri_core.recon.presets import PAPER, preset_config, with_overrides
 from contextmri_core.recon.evaluate import score_slices
 from contextmri_core.recon.prepare import prepare_scan, prepare_slices, undersample
-from contextmri_core.sampling.dds import DDSConfig
 
 log = logging.getLogger("training.evaluate")
 
 
-def evaluate_file(path: Path, recon: DiffusionReconstructor, masks: List[str],
-                  guidances: List[float], max_slices: int, seed: int):
-    """Rows ``{file, mask, method, psnr, ssim, seconds}`` and one figure column set per mask."""
+def evaluate_file(path: Path, make_recon: Callable[[RawScan], DiffusionReconstructor],
+                  masks: List[str], guidances: List[float], max_slices: int, seed: int):
+    """Rows ``{file, mask, method, psnr, ssim, seconds}`` and one figure column set per mask;
+    ``make_recon(scan)`` gives the diffusion reconstructor for the scan (its UNet)."""
     scan = read_scan(path)
+    recon = make_recon(scan)
     mid = len(scan.slices) // 2
     scan_slices = (scan.slices[max(mid - max_slices // 2, 0):][:max_slices] if max_slices
                    else scan.slices)
@@ -79,13 +83,21 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", type=Path, help="fully sampled ISMRMRD/fastMRI .h5 files")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="checkpoint directory")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR,
+                   help="model folder: a contextmri checkpoint, the published ContextMRI "
+                        "MRI_checkpoint/ or one UNet folder of it")
+    p.add_argument("--unet", help="published checkpoint: fastmri or skm-tea (default: from "
+                                  "each file's metadata)")
+    p.add_argument("--preset", default="auto",
+                   help="sampler settings: auto (paper for published checkpoints), paper, "
+                        "contextmri")
     p.add_argument("--out", type=Path, default=Path("eval_out"))
     p.add_argument("--masks", default="uniform1d:4,uniform1d:8:0.0625",
                    help="comma-separated mask specs (default x4 and x8; at matrix 128 x8 needs "
                         "a 0.0625 centre: ESPIRiT needs >= 8 fully sampled lines)")
     p.add_argument("--guidance", default="0,1,2", help="comma-separated CFG scales")
-    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--steps", type=int, default=None,
+                   help="DDS steps (default 25 for our models, the paper's 100 for published)")
     p.add_argument("--max-slices", type=int, default=0,
                    help="evaluate only this many central slices per file (0 = all)")
     p.add_argument("--seed", type=int, default=0)
@@ -97,15 +109,25 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S")
-    prior = load_prior(args.model, device=args.device)
-    recon = DiffusionReconstructor(prior, DiffusionReconConfig(dds=DDSConfig(steps=args.steps),
-                                                               seed=args.seed), device=args.device)
+    handle = ModelHandle(args.model, device=args.device)
+    recons: Dict[Optional[str], DiffusionReconstructor] = {}
+
+    def make_recon(scan: RawScan) -> DiffusionReconstructor:
+        unet = args.unet or (choose_unet(scan.metadata, handle.unets) if handle.unets else None)
+        if unet not in recons:
+            prior = handle.prior(unet)
+            cfg = preset_config(prior, args.preset)
+            steps = args.steps or (cfg.dds.steps if cfg is PAPER else 25)
+            recons[unet] = DiffusionReconstructor(
+                prior, with_overrides(cfg, steps=steps, seed=args.seed), device=args.device)
+        return recons[unet]
+
     masks = [m for m in args.masks.split(",") if m]
     guidances = [float(g) for g in args.guidance.split(",") if g]
     args.out.mkdir(parents=True, exist_ok=True)
     rows, figures = [], {}
     for f in args.files:
-        r, fig = evaluate_file(f, recon, masks, guidances, args.max_slices, args.seed)
+        r, fig = evaluate_file(f, make_recon, masks, guidances, args.max_slices, args.seed)
         rows.extend(r)
         figures = figures or fig
     with open(args.out / "results.csv", "w", newline="") as fh:

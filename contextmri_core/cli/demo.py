@@ -35,9 +35,17 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--undersample", default="uniform1d:4",
                    help="mask spec: uniform1d:R, random:R:CF, equispaced:R:CF, poisson2d:R")
     p.add_argument("--model", type=Path, default=None,
-                   help="prior checkpoint directory (default: the shipped default model)")
-    p.add_argument("--steps", type=int, default=50, help="DDS steps (default 50)")
-    p.add_argument("--guidance", type=float, default=1.0, help="CFG scale (0 = unconditional)")
+                   help="model folder: a contextmri checkpoint, the published ContextMRI "
+                        "MRI_checkpoint/ or one UNet folder of it (default: the shipped model)")
+    p.add_argument("--unet", default=None,
+                   help="published checkpoint: fastmri or skm-tea (default: from the scan)")
+    p.add_argument("--preset", default="auto",
+                   help="sampler settings: auto (paper for published checkpoints), paper, "
+                        "contextmri")
+    p.add_argument("--steps", type=int, default=None,
+                   help="DDS steps (default: 50 for our models, the paper's 100 for published)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="CFG scale (0 = unconditional; default 1)")
     p.add_argument("--no-dds", action="store_true", help="classical reconstructions only")
     p.set_defaults(func=run)
     return p
@@ -58,15 +66,15 @@ def _methods(args) -> dict:
 
     methods = {name: cls() for name, cls in CLASSICAL.items()}
     if not args.no_dds:
-        from contextmri_core.io.models.checkpoint import load_prior
-        from contextmri_core.models import DEFAULT_MODEL_DIR
-        from contextmri_core.recon.diffusion import DiffusionReconConfig, DiffusionReconstructor
-        from contextmri_core.sampling.dds import DDSConfig
+        from contextmri_core.service.session import Engine
+        from contextmri_core.recon.stream import StreamSettings
 
-        prior = load_prior(args.model or DEFAULT_MODEL_DIR)
-        cfg = DiffusionReconConfig(dds=DDSConfig(steps=args.steps, guidance=args.guidance),
-                                   seed=args.seed)
-        methods = {"dds": DiffusionReconstructor(prior, cfg), **methods}
+        settings = StreamSettings(model=str(args.model) if args.model else None, unet=args.unet,
+                                  preset=args.preset, steps=args.steps, guidance=args.guidance,
+                                  seed=args.seed, device="cpu")
+        engine = Engine()
+        methods = {"dds": engine.reconstructor(engine.resolved(settings, contextmri_steps=50)),
+                   **methods}
     return methods
 
 

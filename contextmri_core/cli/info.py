@@ -1,4 +1,6 @@
-"""``contextmri info FILE.h5|FOLDER ...``: what a raw file holds and the prompt of each slice.
+"""``contextmri info FILE.h5|FOLDER ...``: what a raw file holds and the prompt of each slice;
+``contextmri info --model DIR``: what a model folder is and the settings it runs with (with
+files too: the UNet and the prompt that model would use for each slice).
 
 Folders are expanded to their ``*.h5`` files exactly as ``contextmri replay`` does. A file
 that cannot be read (corrupt, not MRI, a header asking for an absurd k-space grid) gets one
@@ -20,13 +22,20 @@ from contextmri_core.data.scan import RawScan
 from contextmri_core.errors import ContextMRIError
 from contextmri_core.io.raw.reader import read_scan
 
-HELP = "show metadata, prompts, matrix, coils, acceleration, ACS and noise of raw .h5 files"
+HELP = ("show metadata, prompts, matrix, coils, acceleration, ACS and noise of raw .h5 files; "
+        "with --model, what a model folder is")
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    parser = sub.add_parser("info", help=HELP, description=HELP)
-    parser.add_argument("files", nargs="+", metavar="FILE.h5",
+    parser = sub.add_parser("info", help=HELP, description=__doc__)
+    parser.add_argument("files", nargs="*", metavar="FILE.h5",
                         help="ISMRMRD v1 or fastMRI .h5 files, or folders of them")
+    parser.add_argument("--model", default=None,
+                        help="describe this model folder (a contextmri checkpoint, the "
+                             "published ContextMRI MRI_checkpoint/ or one UNet folder of it): "
+                             "kind, UNets, sample size, encoder, schedule, parameters, settings")
+    parser.add_argument("--preset", default="auto",
+                        help="with --model: the settings preset to show (auto, paper, contextmri)")
     parser.add_argument("--json", action="store_true",
                         help="print a JSON list with one object per file")
     parser.add_argument("--anatomy", default=None,
@@ -78,12 +87,30 @@ def _format(summary: Dict[str, Any]) -> str:
                               f"{noise['samples']} samples)"),
     ]
     lines += [f"  slice {s['slice']}: {s['prompt']}" for s in summary["slices"]]
+    model = summary.get("model_prompts")
+    if model:
+        lines.append(f"  with the model ({model['unet']} UNet):")
+        lines += [f"  slice {s['slice']}: {s['prompt']}" for s in model["slices"]]
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     from contextmri_core.cli.replay import input_files
 
+    if not args.files and not args.model:
+        print("contextmri info: error: give FILE.h5 files and/or --model DIR", file=sys.stderr)
+        return 2
+    card = None
+    if args.model:
+        from contextmri_core.cli.model_info import format_card, full_card
+
+        card = full_card(args.model, args.preset)
+        if not args.json:
+            print(format_card(card))
+    if not args.files:
+        if args.json:
+            print(json.dumps(card, indent=2, default=_jsonable))
+        return 0
     results: List[Dict[str, Any]] = []
     failed = 0
     for path in map(str, input_files([Path(p) for p in args.files])):
@@ -95,10 +122,15 @@ def run(args: argparse.Namespace) -> int:
             results.append({"file": path, "error": str(exc)})
             continue
         results.append(summarize(path, scan))
+        if card is not None:
+            from contextmri_core.cli.model_info import prompts_for
+
+            results[-1]["model_prompts"] = prompts_for(card, scan)
         if not args.json:
             print(_format(results[-1]))
     if args.json:
-        print(json.dumps(results, indent=2, default=_jsonable))
+        doc: Any = results if card is None else {"model": card, "files": results}
+        print(json.dumps(doc, indent=2, default=_jsonable))
     return 2 if failed else 0
 
 

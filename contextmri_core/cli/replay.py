@@ -39,18 +39,21 @@ EPILOG = """examples:
   contextmri replay raw/*.h5 --outputs dicom,png,nifti --steps 50 --guidance 1
   contextmri replay full.h5 --undersample uniform1d:4 --metrics-json m.json --baselines
   contextmri replay scan.h5 --pacs 127.0.0.1:4242:ORTHANC
+  contextmri replay file1000007.h5 --model MRI_checkpoint   # the published ContextMRI weights
+  contextmri replay knee.h5 --model MRI_checkpoint --unet fastmri --preset contextmri
   torchrun --nproc_per_node 4 -m contextmri_core.cli.main replay raw/ --device cuda
 """
 
 #: Every setting: flag default (also what a YAML key may name).
 DEFAULTS: Dict[str, Any] = {
     "out": "replay_out", "outputs": "dicom,png", "undersample": None, "metrics_json": None,
-    "baselines": False, "model": None, "method": "dds", "steps": 50, "guidance": 1.0,
+    "baselines": False, "model": None, "method": "dds", "steps": None, "guidance": None,
     "ensemble": 1, "seed": 0, "batch_size": 4, "device": "auto", "anatomy": None,
     "phase": False, "prewhiten": True, "fallback": "sense", "time_budget": None,
     "repetition": None, "pacs": None, "calling_aet": "CONTEXTMRI", "outbox": None,
     "show_phi": False, "progress": True, "virtual_coils": None, "max_matrix": 4096,
-    "max_scan_gib": 8.0,
+    "max_scan_gib": 8.0, "unet": None, "preset": "auto",
+    "grid": "auto", "support_mask": None, "clip": None, "precision": None,
 }
 
 
@@ -70,10 +73,28 @@ def register(subparsers) -> argparse.ArgumentParser:
     io.add_argument("--baselines", action="store_true",
                     help="also write the classical recons (and the reference) as series")
     rec = p.add_argument_group("reconstruction")
-    rec.add_argument("--model", help="prior checkpoint folder (default: the shipped model)")
+    rec.add_argument("--model", help="model folder: a contextmri checkpoint, the published "
+                                     "ContextMRI MRI_checkpoint/ or one UNet folder of it "
+                                     "(default: the shipped model)")
+    rec.add_argument("--unet", help="published checkpoint: fastmri or skm-tea (default: chosen "
+                                    "from the data; qDESS -> skm-tea, else fastmri)")
+    rec.add_argument("--preset", help="sampler settings: auto (default: paper for a published "
+                                      "checkpoint, contextmri for ours), paper or contextmri")
     rec.add_argument("--method", help="dds (default), dps, sense or zero_filled")
-    rec.add_argument("--steps", type=int, help="diffusion steps (default 50)")
+    rec.add_argument("--steps", type=int, help="diffusion steps (default: the preset's; 50 for "
+                                               "our models, 100 paper)")
     rec.add_argument("--guidance", type=float, help="CFG scale, 0 = unconditional (default 1)")
+    rec.add_argument("--grid", help="a grid unlike the model's size: auto, full, pad, window, "
+                                    "window-zero (auto: pad for published checkpoints, full "
+                                    "for ours; see recon/grid.py)")
+    rec.add_argument("--support-mask", dest="support_mask", action="store_true",
+                     help="zero x0 outside the coil-map support each step (ours: on)")
+    rec.add_argument("--no-support-mask", dest="support_mask", action="store_false",
+                     help="no support mask (paper: off)")
+    rec.add_argument("--clip", type=float, help="guard |x0| at this multiple of the 99th "
+                                                "percentile; 0 = off (ours 3, paper 0)")
+    rec.add_argument("--precision", help="GPU precision fp32, fp16 or bf16 (ours fp16, paper "
+                                         "fp32)")
     rec.add_argument("--ensemble", type=int,
                      help="samples per slice; > 1 adds an uncertainty (std) series (default 1)")
     rec.add_argument("--seed", type=int, help="sampler and mask seed (default 0)")

@@ -44,6 +44,14 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="wall-time limit of a session, reading and reconstruction (default "
                         "1800 s; past it the fallback finishes the images)")
     p.add_argument("--max-frame-mb", type=int, default=512, help="largest frame accepted (MiB)")
+    p.add_argument("--model", default=None,
+                   help="model folder: a contextmri checkpoint, the published ContextMRI "
+                        "MRI_checkpoint/ or one UNet folder of it (default: shipped)")
+    p.add_argument("--unet", default=None,
+                   help="published checkpoint: fastmri or skm-tea (default: from each scan)")
+    p.add_argument("--preset", default="auto",
+                   help="sampler settings: auto (paper for published checkpoints), paper, "
+                        "contextmri")
     p.add_argument("--max-matrix", type=int, default=4096,
                    help="largest k-space grid axis a header may ask for (default 4096)")
     p.add_argument("--max-scan-gib", type=float, default=8.0,
@@ -56,10 +64,10 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="largest batch size a client may ask for (default 16)")
     p.add_argument("--max-guidance", type=float, default=10.0,
                    help="largest CFG scale a client may ask for (default 10)")
-    p.add_argument("--model", default=None, help="prior checkpoint directory (default: shipped)")
     p.add_argument("--method", default="dds", help="dds, dps, sense or zero_filled")
-    p.add_argument("--steps", type=int, default=25, help="DDS steps")
-    p.add_argument("--guidance", type=float, default=1.0, help="CFG scale")
+    p.add_argument("--steps", type=int, default=None,
+                   help="DDS steps (default: the preset's; ours 25, paper 100)")
+    p.add_argument("--guidance", type=float, default=None, help="CFG scale (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -85,7 +93,8 @@ def _config(args):
     from contextmri_core.service.server import ServerConfig
     from contextmri_core.recon.stream import StreamSettings
 
-    props = {"model": args.model, "method": args.method, "steps": args.steps,
+    props = {"model": args.model, "unet": args.unet, "preset": args.preset,
+             "method": args.method, "steps": args.steps,
              "guidance": args.guidance, "seed": args.seed, "batch_size": args.batch_size,
              "device": args.device, "pacs": args.pacs, "calling_aet": args.calling_aet,
              "outbox": args.outbox}
@@ -98,7 +107,7 @@ def _config(args):
         raise ConfigError("--queue must be >= 1 and --idle-timeout > 0")
     if not args.message_timeout > 0 or not args.session_timeout > 0:
         raise ConfigError("--message-timeout and --session-timeout must be > 0 seconds")
-    policy = ClientPolicy(max_steps=args.max_steps or max(100, args.steps),
+    policy = ClientPolicy(max_steps=args.max_steps or max(100, args.steps or 0),
                           max_ensemble=args.max_ensemble, max_batch_size=args.max_batch_size,
                           max_guidance=args.max_guidance,
                           max_time_budget_s=args.session_timeout)

@@ -221,7 +221,8 @@ def parse_header(
     if isinstance(acquisition, bytes):  # h5py may hand attributes over as bytes
         acquisition = acquisition.decode("utf-8", errors="replace")
     return ScanMetadata(
-        anatomy=derive_anatomy(anatomy_override, (study, series, protocol), coils, filename),
+        anatomy=derive_anatomy(anatomy_override, (study, series, protocol, acquisition), coils,
+                               filename),
         contrast=map_contrast(acquisition, protocol, series, study, name_acquisition),
         slice_plane=map_plane(acquisition, protocol, series, name_acquisition),
         protocol_name=protocol,

@@ -99,9 +99,11 @@ def map_contrast(*texts: Optional[str]) -> Optional[str]:
 
 # --- anatomy --------------------------------------------------------------------------------
 
+# fastMRI protocol names end in _FBB (brain: "AX FLAIR_FBB") or _FBK (knee: "CORPDFS_FBK");
+# knee files carry no anatomy in their names, so this suffix is what says "knee".
 _DESCRIPTION_RULES: Tuple[Tuple[str, re.Pattern[str]], ...] = (
-    ("brain", re.compile(r"BRAIN|(?<![A-Z])HEAD|NEURO|CEREBR|CRANI")),
-    ("knee", re.compile(r"KNEE|KNIE")),
+    ("brain", re.compile(r"BRAIN|(?<![A-Z])HEAD|NEURO|CEREBR|CRANI|(?<![A-Z])FBB(?![A-Z])")),
+    ("knee", re.compile(r"KNEE|KNIE|(?<![A-Z])FBK(?![A-Z])")),
     ("prostate", re.compile(r"PROSTAT")),
     ("spine", re.compile(r"SPINE|LUMBAR")),
     ("abdomen", re.compile(r"ABDOM|(?<![A-Z])ABD(?![A-Z])|LIVER|PANCREA")),
@@ -157,8 +159,9 @@ def derive_anatomy(
 ) -> Optional[str]:
     """Lower-case anatomy from, in order: override, descriptions, coil names, fastMRI file name.
 
-    ``descriptions`` are the study description, series description and protocol name (first
-    that matches a keyword wins). Returns None if nothing matches.
+    ``descriptions`` are the study description, series description, protocol name and the
+    fastMRI ``acquisition`` attribute (first that matches a keyword wins; fastMRI's ``_FBB`` /
+    ``_FBK`` protocol suffixes mean brain / knee). Returns None if nothing matches.
     """
     if override is not None and override.strip():
         return override.strip().lower()

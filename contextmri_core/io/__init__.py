@@ -4,7 +4,8 @@
 - ``mrd``: the ISMRMRD (MRD) stream protocol (frames, the listening socket, images out,
   Gadgetron buffers and gadgetron-python quirks);
 - ``dicom``: DICOM files and the PACS (writer, value encoding, on-disk outbox, C-ECHO/C-STORE);
-- ``models``: model files (our checkpoints, the published ContextMRI layout, training shards);
+- ``models``: model files (our checkpoints, the published ContextMRI layout, training shards
+  and their manifest);
 - ``images``: image files out (PNG contact sheets, NIfTI volumes, ISMRMRD image files);
 - ``config_file``: YAML settings files;
 - ``publish``: output folders that are complete or absent (staging, rename, stale cleanup).

@@ -24,6 +24,13 @@ def epsilon_loss(
     lo, hi = t_range if t_range is not None else (0, alphas_cumprod.shape[0] - 1)
     t = torch.randint(int(lo), int(hi) + 1, (b,), generator=generator, device=x0.device)
     noise = complex_noise(x0.shape, generator, x0.device)
-    a = alphas_cumprod.to(x0.device)[t].reshape(b, 1, 1)
+    return epsilon_loss_at(eps_fn, alphas_cumprod, x0, t, noise)
+
+
+def epsilon_loss_at(eps_fn: EpsFn, alphas_cumprod: torch.Tensor, x0: torch.Tensor,
+                    t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """The same loss at given timesteps ``t (B,)`` and complex ``noise`` (shaped like ``x0``):
+    for per-sample randomness drawn elsewhere and for fixed validation draws."""
+    a = alphas_cumprod.to(x0.device)[t].reshape(-1, 1, 1)
     xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
     return torch.mean(torch.abs(eps_fn(xt, t) - noise) ** 2) / 2

@@ -42,15 +42,24 @@ METHODS = ("dds", "dps", "sense", "zero_filled")
 FALLBACKS = ("sense", "zero_filled", "none")
 
 
+PRESETS = ("auto", "paper", "contextmri")
+GRIDS = ("auto", "full", "window", "window-zero", "pad")
+PRECISIONS = ("fp32", "fp16", "bf16")
+#: Steps of the ``contextmri`` preset in a stream (the ``paper`` preset has its own 100).
+STREAM_STEPS = 25
+
+
 @dataclass(frozen=True)
 class StreamSettings:
     """Settings of a streamed reconstruction; pipeline XML properties, FIRE JSON parameters
-    and CLI flags all map onto this dataclass (:meth:`from_properties`)."""
+    and CLI flags all map onto this dataclass (:meth:`from_properties`). ``None`` in a
+    sampler field means "the preset's value" (``recon.presets``): the paper's for a published
+    checkpoint, ours otherwise."""
 
     model: Optional[str] = None  # checkpoint directory; None = the shipped default model
     method: str = "dds"  # dds | dps | sense | zero_filled
-    steps: int = 25
-    guidance: float = 1.0
+    steps: Optional[int] = None  # None: the preset's (paper 100, ours 25 here)
+    guidance: Optional[float] = None  # None: the preset's (1)
     seed: int = 0
     batch_size: int = 4
     ensemble: int = 1  # > 1 adds the per-pixel standard deviation (uncertainty) series
@@ -65,17 +74,29 @@ class StreamSettings:
     pacs: Optional[str] = None  # HOST:PORT:AET: also send the images as DICOM (C-STORE)
     calling_aet: str = "CONTEXTMRI"
     outbox: Optional[str] = None  # DICOM outbox folder (default ~/.local/state/contextmri/outbox)
+    unet: Optional[str] = None  # published checkpoint: fastmri | skm-tea; None = from the data
+    preset: str = "auto"  # auto | paper | contextmri (auto: paper for a published checkpoint)
+    grid: str = "auto"  # auto | full | pad | window | window-zero (recon.grid)
+    support_mask: Optional[bool] = None  # None: the preset's (paper no, ours yes)
+    clip: Optional[float] = None  # None: the preset's (paper 0 = off, ours 3)
+    precision: Optional[str] = None  # fp32 | fp16 | bf16 on GPUs; None: the preset's
 
     def __post_init__(self) -> None:
         checks = (("method", self.method in METHODS, f"use one of {METHODS}"),
                   ("fallback", self.fallback in FALLBACKS, f"use one of {FALLBACKS}"),
-                  ("steps", self.steps >= 1, "use >= 1"),
+                  ("steps", self.steps is None or self.steps >= 1, "use >= 1"),
+                  ("guidance", self.guidance is None or self.guidance >= 0, "use >= 0"),
                   ("batch_size", self.batch_size >= 1, "use >= 1"),
                   ("ensemble", self.ensemble >= 1, "use >= 1"),
                   ("time_budget_s", self.time_budget_s is None or self.time_budget_s > 0,
                    "use a positive number of seconds (or none)"),
                   ("virtual_coils", self.virtual_coils is None or self.virtual_coils >= 1,
-                   "use >= 1 virtual coils (or none: no coil compression)"))
+                   "use >= 1 virtual coils (or none: no coil compression)"),
+                  ("preset", self.preset in PRESETS, f"use one of {PRESETS}"),
+                  ("grid", self.grid in GRIDS, f"use one of {GRIDS}"),
+                  ("clip", self.clip is None or self.clip >= 0, "use >= 0 (0 = off)"),
+                  ("precision", self.precision in (None,) + PRECISIONS,
+                   f"use one of {PRECISIONS}"))
         for name, ok, fix in checks:
             if not ok:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is invalid: {fix}")
@@ -93,7 +114,7 @@ class StreamSettings:
             if name not in known:
                 log.info("property %r is not a contextmri setting; ignored", raw_name)
                 continue
-            changes[name] = _convert(name, type(getattr(base, name)), value, known[name].default)
+            changes[name] = _convert(name, value, known[name].default)
         return dataclasses.replace(base, **changes)
 
     def resolved_device(self) -> str:
@@ -102,25 +123,30 @@ class StreamSettings:
         return self.device
 
 
-def _convert(name: str, kind: type, value: Any, default: Any) -> Any:
+#: Fields whose default is None, by the type a given value converts to.
+_OPTIONAL_TYPES = {"repetition": int, "virtual_coils": int, "time_budget_s": float, "steps": int,
+                   "guidance": float, "support_mask": bool, "clip": float}
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(value)
+        return text in ("true", "1", "yes")
+    return bool(value)
+
+
+def _convert(name: str, value: Any, default: Any) -> Any:
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
-        return None if default is None or kind is type(None) else default
+        return default
+    kind = _OPTIONAL_TYPES.get(name) or (type(default) if default is not None else str)
     try:
-        if isinstance(default, bool) or kind is bool:
-            if isinstance(value, str):
-                text = value.strip().lower()
-                if text not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                return text in ("true", "1", "yes")
-            return bool(value)
-        if isinstance(default, int) or name in ("repetition", "virtual_coils"):
-            return int(value)
-        if isinstance(default, float) or name == "time_budget_s":
-            return float(value)
-        return str(value)
+        if kind is bool:
+            return _boolean(value)
+        return kind(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"setting {name}={value!r} is not a valid "
-                          f"{type(default).__name__ if default is not None else 'value'}") from exc
+        raise ConfigError(f"setting {name}={value!r} is not a valid {kind.__name__}") from exc
 
 
 @dataclass(frozen=True)
@@ -292,10 +318,13 @@ def _zero_filled(group: List[SliceData]) -> Any:
 def _outcomes(group: List[SliceData], made: MadeImages,
               settings: StreamSettings) -> Iterator[SliceOutcome]:
     info = made.info
+    prompts = info.get("prompts")  # the text the prior was conditioned on, when it has text
     for i, sl in enumerate(group):
-        attrs = {"prompt": build_prompt(sl.metadata), "method": made.methods[i],
+        prompt = prompts[i] if prompts else build_prompt(sl.metadata)
+        attrs = {"prompt": prompt, "method": made.methods[i],
                  "guidance": info.get("guidance"), "steps": info.get("steps"),
-                 "model": settings.model or "default", "seed": settings.seed}
+                 "model": settings.model or "default", "seed": settings.seed,
+                 "unet": info.get("unet")}
         if made.errors[i] is not None:
             attrs["fallback_reason"] = made.errors[i]
         if sl.nonfinite_samples:

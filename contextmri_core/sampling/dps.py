@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 import torch
 
 from contextmri_core.physics.linop import LinearOperator
-from contextmri_core.sampling.dds import EpsFn, Progress
+from contextmri_core.sampling.dds import EpsFn, Progress, previous_abar
 from contextmri_core.sampling.ddim import complex_noise, ddim_noise_scales, ddim_update, predict_x0
 
 
@@ -25,14 +25,16 @@ def dps_sample(
     generator: Optional[torch.Generator] = None,
     support: Optional[torch.Tensor] = None,
     progress: Optional[Progress] = None,
+    previous: Optional[Sequence[int]] = None,
 ) -> torch.Tensor:
-    """DPS from ``x_t``; returns the last ``x0`` estimate (complex ``(B, H, W)``)."""
-    abar = alphas_cumprod.double().cpu()
+    """DPS from ``x_t``; returns the last ``x0`` estimate (complex ``(B, H, W)``);
+    ``previous`` as in ``dds_sample``."""
+    abar = alphas_cumprod.detach().double().cpu().tolist()  # once: no host read per step
     n = len(timesteps)
     x0 = x_t
     for i, t in enumerate(timesteps):
-        a_t = float(abar[t])
-        a_prev = float(abar[timesteps[i + 1]]) if i + 1 < n else 1.0
+        a_t = abar[t]
+        a_prev = previous_abar(abar, timesteps, i, previous)
         x_in = x_t.detach().requires_grad_(True)
         with torch.enable_grad():
             tt = torch.full((x_t.shape[0],), int(t), device=x_t.device, dtype=torch.long)

@@ -25,6 +25,8 @@ from contextmri_core.service.replay_volume import VolumeJob, VolumeReport, proce
 from contextmri_core.service.session import Engine
 
 log = logging.getLogger("contextmri.replay")
+#: Steps of our own models in replay (the paper preset of a published checkpoint has 100).
+REPLAY_STEPS = 50
 
 
 def world() -> Tuple[int, int, int]:
@@ -59,7 +61,8 @@ def settings_of(opts: Dict[str, Any], local_rank: int) -> StreamSettings:
     if device == "auto":
         device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
     names = ("model", "method", "steps", "guidance", "seed", "batch_size", "ensemble", "anatomy",
-             "phase", "prewhiten", "fallback", "repetition", "virtual_coils")
+             "phase", "prewhiten", "fallback", "repetition", "virtual_coils", "unet", "preset",
+             "grid", "support_mask", "clip", "precision")
     props = {**{n: opts[n] for n in names}, "device": device,
              "time_budget_s": opts["time_budget"]}
     return StreamSettings.from_properties(props)  # converts and names a bad value
@@ -228,6 +231,7 @@ def _replay(files: List[Path], opts: Dict[str, Any], state: RunState) -> int:
     if settings.method in ("dds", "dps"):
         engine.prior(settings)  # load before the loop: a bad --model is a clear error, once
         model_name = Path(engine.model_dir(settings)).name
+    settings = engine.resolved(settings, contextmri_steps=REPLAY_STEPS)
     job = VolumeJob(out=state.out, settings=settings, outputs=opts["outputs"],
                     undersample=opts["undersample"], baselines=bool(opts["baselines"]),
                     model_name=model_name, show_phi=bool(opts["show_phi"]), limits=job_limits)

@@ -36,8 +36,10 @@ class SlicesOut:
     geometry: List[SliceGeometry] = field(default_factory=list)
     nonfinite: List[int] = field(default_factory=list)  # masked non-finite k-space samples
     usable: List[bool] = field(default_factory=list)
+    prompts: List[Optional[str]] = field(default_factory=list)  # what the prior was given
 
     def add(self, out: SliceOutcome, geometry: SliceGeometry) -> None:
+        self.prompts.append(out.attributes.get("prompt"))
         self.images.append(out.image)
         self.uncertainty.append(out.uncertainty)
         self.errors.append(out.error)
@@ -107,7 +109,13 @@ class SeriesMaker:
             geometry=[self.got.geometry[i] for i in idx],
             metadata=[self.got.metadata[i] for i in idx], series_number=number,
             description=label, kind=kind, method=method, fallback_reason=reason,
-            comments=dict(self.comments), protocol=self.protocol)]
+            comments=dict(self.comments), protocol=self.protocol, prompts=self._prompts(idx))]
+
+    def _prompts(self, idx: Sequence[int]) -> Dict[int, str]:
+        """Slice index -> the prompt the slice was reconstructed with (when known)."""
+        known = self.got.prompts
+        return {int(self.got.metadata[i].slice_index or 0): known[i] for i in idx
+                if i < len(known) and known[i] is not None}
 
 
 def primary_series(maker: SeriesMaker, settings: StreamSettings) -> List[DicomSeries]:

@@ -8,6 +8,7 @@ sends CLOSE.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -23,7 +24,7 @@ from contextmri_core.errors import ContextMRIError
 from contextmri_core.io.mrd.images import GeometryTap, ImageRequest, image_frames
 from contextmri_core.io.mrd.stream import ProtocolError, frame_error, header_text
 from contextmri_core.recon.base import Reconstructor
-from contextmri_core.recon.stream import Interrupt, SliceOutcome, StreamSettings, recon_stream
+from contextmri_core.recon.stream import STREAM_STEPS, Interrupt, SliceOutcome, StreamSettings, recon_stream
 from contextmri_core.service.series import (SeriesMaker, SlicesOut, primary_series, protocol_label,
                                             recon_comments, send_to_pacs)
 
@@ -65,11 +66,13 @@ def properties_from_json(text: str) -> Dict[str, Any]:
 
 
 class Engine:
-    """Loaded priors, keyed by (directory, device): a warm process loads each model once."""
+    """Loaded models, keyed by (directory, device): a warm process loads each model once.
+    A model folder is either of our checkpoints or the published ContextMRI release, whose
+    UNet is chosen per scan from the data unless ``settings.unet`` forces one."""
 
     def __init__(self, default_model: Optional[str] = None) -> None:
         self.default_model = default_model
-        self._priors: Dict[Tuple[str, str], Any] = {}
+        self._models: Dict[Tuple[str, str], Any] = {}
         self.load_seconds: Dict[str, float] = {}
 
     def model_dir(self, settings: StreamSettings) -> str:
@@ -80,30 +83,80 @@ class Engine:
         from contextmri_core.models import DEFAULT_MODEL_DIR
         return str(DEFAULT_MODEL_DIR)
 
-    def prior(self, settings: StreamSettings) -> Any:
-        from contextmri_core.io.models.checkpoint import load_prior
+    def model(self, settings: StreamSettings) -> Any:
+        """The ``ModelHandle`` of the settings' model folder (its UNets load when used)."""
+        from contextmri_core.io.models.official import ModelHandle
 
         key = (str(Path(self.model_dir(settings)).resolve()), settings.resolved_device())
-        if key not in self._priors:
-            t0 = time.perf_counter()
-            self._priors[key] = load_prior(key[0], key[1])
-            self.load_seconds[key[0]] = time.perf_counter() - t0
-            log.info("loaded model %s on %s in %.2f s", key[0], key[1], self.load_seconds[key[0]])
-        return self._priors[key]
+        if key not in self._models:
+            self._models[key] = ModelHandle(key[0], key[1])
+        return self._models[key]
+
+    def prior(self, settings: StreamSettings) -> Any:
+        """The prior of ``settings.unet`` (or the folder's default UNet), loaded now."""
+        handle = self.model(settings)
+        if handle.is_loaded(settings.unet):
+            return handle.prior(settings.unet)
+        t0 = time.perf_counter()
+        prior = handle.prior(settings.unet)
+        seconds = time.perf_counter() - t0
+        self.load_seconds[str(handle.folder.path)] = seconds
+        log.info("loaded model %s on %s in %.2f s", handle.folder.path, handle.device, seconds)
+        return prior
+
+    def resolved(self, settings: StreamSettings, contextmri_steps: int = STREAM_STEPS
+                 ) -> StreamSettings:
+        """``settings`` with ``preset``, ``steps`` and ``guidance`` filled in from the model's
+        preset (``paper`` for a published checkpoint); ``contextmri_steps`` is our preset's
+        step count at this entry point. A model that fails to load is left to fail (and fall
+        back) where it is used."""
+        from contextmri_core.recon.presets import PAPER, preset_name
+
+        preset = "contextmri" if settings.preset == "auto" else settings.preset
+        if settings.method in ("dds", "dps"):
+            try:
+                preset = preset_name(self.prior(settings), settings.preset)
+            except Exception as exc:  # noqa: BLE001 - reported by the reconstruction itself
+                log.warning("model not loaded (%s); the reconstruction will fall back", exc)
+        steps, guidance = ((PAPER.dds.steps, PAPER.dds.guidance) if preset == "paper"
+                           else (contextmri_steps, 1.0))
+        return dataclasses.replace(
+            settings, preset=preset,
+            steps=settings.steps if settings.steps is not None else steps,
+            guidance=settings.guidance if settings.guidance is not None else guidance)
+
+    def recon_config(self, settings: StreamSettings, prior: Any) -> Any:
+        """The ``DiffusionReconConfig`` of ``settings`` for ``prior``: its preset, then every
+        setting the user gave."""
+        from contextmri_core.recon.presets import preset_config, with_overrides
+
+        base = preset_config(prior, settings.preset)
+        return with_overrides(base, steps=settings.steps, guidance=settings.guidance,
+                              sampler=settings.method, seed=settings.seed,
+                              batch_size=settings.batch_size, ensemble_size=settings.ensemble,
+                              support_mask=settings.support_mask, clip=settings.clip,
+                              precision=settings.precision,
+                              grid=None if settings.grid == "auto" else settings.grid)
 
     def reconstructor(self, settings: StreamSettings) -> Reconstructor:
+        from contextmri_core.data.published import choose_unet
         from contextmri_core.recon.classical import SenseRecon, ZeroFilledRecon
-        from contextmri_core.recon.diffusion import DiffusionReconConfig, DiffusionReconstructor
-        from contextmri_core.sampling.dds import DDSConfig
+        from contextmri_core.recon.diffusion import DiffusionReconstructor
+        from contextmri_core.recon.switch import UnetSwitch
 
         if settings.method == "sense":
             return SenseRecon()
         if settings.method == "zero_filled":
             return ZeroFilledRecon()
-        cfg = DiffusionReconConfig(dds=DDSConfig(steps=settings.steps, guidance=settings.guidance),
-                                   sampler=settings.method, seed=settings.seed,
-                                   batch_size=settings.batch_size, ensemble_size=settings.ensemble)
-        return DiffusionReconstructor(self.prior(settings), cfg, settings.resolved_device())
+        handle, device = self.model(settings), settings.resolved_device()
+
+        def build(unet: Optional[str]) -> DiffusionReconstructor:
+            prior = handle.prior(unet)
+            return DiffusionReconstructor(prior, self.recon_config(settings, prior), device)
+
+        if settings.unet is None and len(handle.unets) > 1:
+            return UnetSwitch(build, lambda meta: choose_unet(meta, handle.unets), settings.method)
+        return build(settings.unet)
 
 
 @dataclass
@@ -161,6 +214,7 @@ def run_session(records: Iterable[AcqRecord], header: "bytes | str", settings: S
     report = SessionReport()
     try:
         xml = header_text(header)
+        settings = engine.resolved(settings)
         enc = encoding or parse_encoding(xml)
         model = engine.model_dir(settings) if settings.method in ("dds", "dps") else None
         stream = recon_stream(records, xml, settings, lambda: engine.reconstructor(settings), enc,

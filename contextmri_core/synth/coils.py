@@ -1,8 +1,9 @@
 """Receive-coil sensitivities of a head array: loops on rings around the head.
 
-Each element is a circular loop of radius ``a`` facing the head centre; its magnitude follows
-the on-axis Biot-Savart falloff of a loop, ``(a^2 / (a^2 + r^2))^(3/2)`` with ``r`` the 3D
-distance to the loop centre, and its phase varies smoothly (a ramp along the ring tangent,
+Each element is a loop of radius ``a`` facing the head centre, elongated along the head
+(``ELONGATION``: head-array elements are taller than wide); its magnitude follows the on-axis
+Biot-Savart falloff of a loop, ``(a^2 / (a^2 + r^2))^(3/2)`` with ``r`` the distance to the
+loop centre (z divided by the elongation), and its phase varies smoothly (a ramp along the ring tangent,
 i.e. the B1- phase of a loop seen from off-axis, plus a per-channel offset).
 """
 
@@ -12,6 +13,9 @@ from dataclasses import dataclass
 from typing import Tuple
 
 import numpy as np
+
+#: Elongation of the elements along z (scanner feet-head).
+ELONGATION = 1.6
 
 
 @dataclass(frozen=True)
@@ -57,24 +61,42 @@ def head_array(
         gains=rng.uniform(0.8, 1.2, size=num_coils), names=tuple(names))
 
 
+def sensitivities_at(array: CoilArray, points_mm: np.ndarray, wavelength_mm: float = 300.0,
+                     with_phase: bool = True) -> np.ndarray:
+    """Physical (unnormalised) sensitivities ``(C, ...)`` at LPS points ``(3, ...)`` mm:
+    complex64, or their magnitudes (float32) with ``with_phase=False``."""
+    pts = np.asarray(points_mm, np.float32)
+    dtype = np.complex64 if with_phase else np.float32
+    out = np.empty((array.centres_mm.shape[0],) + pts.shape[1:], dtype=dtype)
+    shape = (3,) + (1,) * (pts.ndim - 1)
+    stretch = np.array([1.0, 1.0, 1.0 / ELONGATION], np.float32).reshape(shape)
+    for c in range(out.shape[0]):
+        d = pts - array.centres_mm[c].astype(np.float32).reshape(shape)
+        r2 = np.sum((d * stretch) ** 2, axis=0)
+        a2 = np.float32(array.radii_mm[c] ** 2)
+        mag = np.float32(array.gains[c]) * (a2 / (a2 + r2)) ** 1.5
+        if not with_phase:
+            out[c] = mag
+            continue
+        along = np.tensordot(array.tangents[c].astype(np.float32), d, axes=1)
+        out[c] = mag * np.exp(1j * (array.phase_rad[c] + 2 * np.pi * along / wavelength_mm))
+    return out
+
+
 def sensitivities(
     array: CoilArray, x_mm: np.ndarray, y_mm: np.ndarray, z_mm: float,
     wavelength_mm: float = 300.0,
 ) -> np.ndarray:
-    """Physical (unnormalised) sensitivities ``(C, len(x_mm), len(y_mm))`` complex64 on the grid
-    of LPS positions ``x_mm`` (E1 axis) by ``y_mm`` (RO axis) of the slice at ``z_mm``."""
+    """``sensitivities_at`` on the axial grid of LPS positions ``x_mm`` (E1 axis) by ``y_mm``
+    (RO axis) at height ``z_mm``: ``(C, len(x_mm), len(y_mm))`` complex64."""
     gx, gy = np.meshgrid(x_mm, y_mm, indexing="ij")
-    pts = np.stack([gx, gy, np.full_like(gx, z_mm)])
-    out = np.empty((array.centres_mm.shape[0],) + gx.shape, dtype=np.complex64)
-    for c in range(out.shape[0]):
-        d = pts - array.centres_mm[c].reshape(3, 1, 1)
-        r2 = np.sum(d * d, axis=0)
-        a2 = array.radii_mm[c] ** 2
-        mag = array.gains[c] * (a2 / (a2 + r2)) ** 1.5
-        along = np.tensordot(array.tangents[c], d, axes=1)
-        phase = array.phase_rad[c] + 2 * np.pi * along / wavelength_mm
-        out[c] = mag * np.exp(1j * phase)
-    return out
+    return sensitivities_at(array, np.stack([gx, gy, np.full_like(gx, z_mm)]), wavelength_mm)
+
+
+def shading_at(array: CoilArray, points_mm: np.ndarray) -> np.ndarray:
+    """Receive shading ``sqrt(sum_c |S_c|^2)`` ``(...)`` float32 of the physical maps."""
+    mag = sensitivities_at(array, points_mm, with_phase=False)
+    return np.sqrt(np.sum(mag ** 2, axis=0)).astype(np.float32)
 
 
 def normalise(maps: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

@@ -1,9 +1,9 @@
-"""Where the head sits in the scanner: per-subject augmentation and slice/pixel coordinates.
+"""Where the head sits in the scanner: the per-subject placement and pixel coordinates.
 
 Scanner (patient) coordinates are DICOM/ISMRMRD LPS in mm, origin at the isocentre:
-``x`` = right -> left, ``y`` = anterior -> posterior, ``z`` = feet -> head. Axial images use the
-project's axis order ``(E1, RO)``: phase encode along x (R->L), readout along y (A->P).
-Head coordinates are MNI152 RAS mm (the template space).
+``x`` = right -> left, ``y`` = anterior -> posterior, ``z`` = feet -> head. Head coordinates
+are MNI152 RAS mm (the template space); the head centre ``HEAD_CENTRE_MNI`` sits at the
+isocentre before the placement moves it. Slice directions and stacks: ``orientation``.
 """
 
 from __future__ import annotations
@@ -47,24 +47,30 @@ def draw_placement(
     return Placement(float(rot), float(scale), (float(sx), float(sy)), bool(flip))
 
 
-def scanner_to_head(points_lps: np.ndarray, placement: Placement) -> np.ndarray:
-    """Map scanner LPS points ``(3, ...)`` mm to MNI RAS head points ``(3, ...)`` mm."""
-    x = points_lps[0] - placement.shift_mm[0]
-    y = points_lps[1] - placement.shift_mm[1]
+def placement_affine(placement: Placement) -> np.ndarray:
+    """4x4 affine: scanner LPS mm -> MNI RAS head mm (the inverse of the placement)."""
     th = np.deg2rad(placement.rotation_deg)
     c, s = np.cos(th), np.sin(th)
-    xr, yr = (c * x + s * y) / placement.scale, (-s * x + c * y) / placement.scale
-    zr = points_lps[2] / placement.scale
-    ras_x, ras_y = -xr, -yr  # LPS -> RAS
-    if placement.flip_lr:
-        ras_x = -ras_x
-    return np.stack([ras_x + HEAD_CENTRE_MNI[0], ras_y + HEAD_CENTRE_MNI[1],
-                     zr + HEAD_CENTRE_MNI[2]])
+    rot = np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]]) / placement.scale
+    lps_to_ras = np.diag([1.0 if placement.flip_lr else -1.0, -1.0, 1.0])
+    linear = lps_to_ras @ rot
+    shift = np.array([placement.shift_mm[0], placement.shift_mm[1], 0.0])
+    out = np.eye(4)
+    out[:3, :3] = linear
+    out[:3, 3] = HEAD_CENTRE_MNI - linear @ shift
+    return out
 
 
-def head_z_to_scanner(z_head_mm: float, placement: Placement) -> float:
-    """Scanner z (mm) of an MNI head z (no tilt: only the scale matters)."""
-    return float((z_head_mm - HEAD_CENTRE_MNI[2]) * placement.scale)
+def apply_affine(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``affine`` (4, 4) applied to points ``(3, ...)``; float32 out."""
+    flat = np.asarray(points, np.float64).reshape(3, -1)
+    out = affine[:3, :3] @ flat + affine[:3, 3:4]
+    return out.reshape(np.shape(points)).astype(np.float32)
+
+
+def scanner_to_head(points_lps: np.ndarray, placement: Placement) -> np.ndarray:
+    """Map scanner LPS points ``(3, ...)`` mm to MNI RAS head points ``(3, ...)`` mm."""
+    return apply_affine(placement_affine(placement), points_lps)
 
 
 def pixel_centres_mm(num: int, pixel_mm: float, supersample: int = 1) -> np.ndarray:
@@ -77,16 +83,15 @@ def pixel_centres_mm(num: int, pixel_mm: float, supersample: int = 1) -> np.ndar
     return (centres[:, None] + sub[None, :] * pixel_mm).reshape(-1)
 
 
-def slice_positions_mm(
-    rng: np.random.Generator, num_slices: int, placement: Placement,
-    thickness_mm: float = 5.0, gap_mm: float = 1.0,
-) -> np.ndarray:
-    """Scanner z positions (mm) of an axial stack centred near MNI z = +20 (random +-8 mm).
-
-    Spacing is ``thickness + gap``, shrunk when the stack would exceed 120 mm of head.
-    """
-    spacing = thickness_mm + gap_mm
-    if num_slices > 1:
-        spacing = min(spacing, 120.0 / (num_slices - 1))
-    centre = head_z_to_scanner(20.0 + rng.uniform(-8, 8), placement)
-    return centre + (np.arange(num_slices) - (num_slices - 1) / 2) * spacing
+def linear_weights(x: np.ndarray, lattice: np.ndarray) -> np.ndarray:
+    """Dense ``(len(x), len(lattice))`` float32 linear-interpolation weights from an evenly
+    spaced ``lattice`` to the positions ``x`` (clamped to the lattice's end cells)."""
+    step = float(lattice[1] - lattice[0])
+    f = (np.asarray(x, np.float64) - float(lattice[0])) / step
+    m0 = np.clip(np.floor(f).astype(int), 0, len(lattice) - 2)
+    w = np.clip(f - m0, 0.0, 1.0).astype(np.float32)
+    out = np.zeros((len(f), len(lattice)), np.float32)
+    rows = np.arange(len(f))
+    out[rows, m0] = 1.0 - w
+    out[rows, m0 + 1] = w
+    return out

@@ -1,9 +1,7 @@
-"""Contrast: tissue fractions x sequence signal -> the complex object of one slice.
+"""Contrast: tissue fractions x sequence signal -> the magnitude of one slice.
 
-``object = sum_t fraction_t * signal_t(TR, TE, TI, flip)`` then times the bias field and the
-background phase. The receive shading of the coil array (RSS of the physical sensitivities)
-is applied by ``scan`` so that the ground-truth image equals ``sum_c conj(S_c) x_c`` with
-normalised maps ``S``.
+``magnitude = sum_t fraction_t * signal_t(TR, TE, TI, flip)``; ``truth`` multiplies it by the
+bias field, the receive shading of the coil array and the background phase.
 """
 
 from __future__ import annotations
@@ -33,8 +31,3 @@ def tissue_weights(protocol: Protocol, table: Dict[str, TissueParams]) -> np.nda
 def magnitude(fractions: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """``(T, ny, nx)`` fractions and ``(T,)`` weights -> magnitude ``(ny, nx)`` float32."""
     return np.tensordot(weights.astype(np.float32), fractions, axes=1).astype(np.float32)
-
-
-def complex_object(mag: np.ndarray, bias: np.ndarray, phase_rad: np.ndarray) -> np.ndarray:
-    """``mag * bias * exp(i phase)`` ``(ny, nx)`` complex64."""
-    return (mag * bias * np.exp(1j * phase_rad)).astype(np.complex64)

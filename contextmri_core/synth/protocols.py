@@ -3,11 +3,14 @@
 A ``ProtocolSpec`` holds the clinical range of each parameter; ``draw_protocol`` picks values
 with an explicit generator (rounded as a scanner console shows them). FLAIR's TI is set to
 null CSF at the chosen TR and field strength (+-1.5 %), as a technologist's protocol does.
+``SYNTH`` is no protocol: domain-randomised tissue intensities (``domain_random``), with no
+contrast, sequence or timing, so nothing false reaches the metadata. ``in_plane`` renames a
+protocol for its slice plane (``AX T2`` -> ``COR T2``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -25,14 +28,15 @@ class Protocol:
 
     name: str
     protocol_name: str
-    contrast: str
-    sequence: str  # "TurboSpinEcho", "SpinEcho" or "GradientEcho"
-    tr_ms: float
-    te_ms: float
-    flip_angle_deg: float
+    contrast: Optional[str]
+    sequence: Optional[str]  # "TurboSpinEcho", "SpinEcho", "GradientEcho"; None for SYNTH
+    tr_ms: Optional[float]
+    te_ms: Optional[float]
+    flip_angle_deg: Optional[float]
     ti_ms: Optional[float] = None
     echo_train_length: int = 1
     contrast_agent: bool = False
+    domain_randomised: bool = False
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -73,6 +77,28 @@ BRAIN_PROTOCOLS: Dict[str, ProtocolSpec] = {
 }
 
 
+#: The pseudo-protocol of domain-randomised images.
+SYNTH = "SYNTH"
+#: Every name ``draw_protocol`` accepts.
+PROTOCOL_NAMES = tuple(BRAIN_PROTOCOLS) + (SYNTH,)
+
+
+def synthetic_protocol() -> Protocol:
+    """The domain-randomised pseudo-protocol: no contrast, sequence, TR, TE, TI or flip."""
+    return Protocol(SYNTH, "AX SYNTH", None, None, None, None, None, domain_randomised=True)
+
+
+def in_plane(protocol: Protocol, prefix: str, suffix: str = "") -> Protocol:
+    """``protocol`` renamed for a slice plane: a leading ``AX`` of its name and protocol name
+    becomes ``prefix`` (``AX``, ``COR``, ``SAG``; names without it get the prefix in front);
+    ``suffix`` is appended to the name (``AXT2`` -> ``CORT2``, ``AX T2`` -> ``COR T2``)."""
+    def swap(text: str) -> str:
+        return prefix + (text[2:] if text.upper().startswith("AX") else text)
+
+    return replace(protocol, name=swap(protocol.name) + suffix,
+                   protocol_name=swap(protocol.protocol_name))
+
+
 def _round(value: float, step: float) -> float:
     return float(np.round(value / step) * step)
 
@@ -88,9 +114,11 @@ def draw_protocol(
 
     TR is rounded to 10 ms, TE to 0.01 ms (GRE) or 1 ms, flip to 5 deg, TI to 10 ms.
     """
+    if name.upper() == SYNTH:
+        return synthetic_protocol()
     spec = BRAIN_PROTOCOLS.get(name.upper())
     if spec is None:
-        raise ConfigError(f"unknown protocol {name!r}; choose from {sorted(BRAIN_PROTOCOLS)}")
+        raise ConfigError(f"unknown protocol {name!r}; choose from {sorted(PROTOCOL_NAMES)}")
     seq, tr_r, te_r, fa_r, etl = spec.variants[int(rng.integers(len(spec.variants)))]
     tr = _round(_uniform(rng, tr_r), 10.0)
     te = _round(_uniform(rng, te_r), 0.01 if seq == "GradientEcho" else 1.0)

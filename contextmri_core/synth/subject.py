@@ -1,7 +1,9 @@
-"""A simulated subject: demographics, head placement, slice stack and lesions (all seeded).
+"""A simulated subject: demographics, head placement, anatomy variation and lesions (seeded).
 
-Every subject shares ONE anatomy (the MNI152 average); subjects differ by placement (rotation,
-scale, shift, flip), slice positions, lesions, relaxation jitter and demographics.
+Every subject is derived from ONE anatomy (the MNI152 average): head size and shape, a smooth
+random deformation and age-related atrophy (``morphology``) make the anatomies differ; the
+placement (rotation, scale, shift, flip) moves the head in the scanner. Where the slices go is
+a property of each scan (``orientation.ScanGeometry``), not of the subject.
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ from typing import Tuple
 import numpy as np
 
 from contextmri_core.synth.anatomy import Lesion, draw_lesions
-from contextmri_core.synth.geometry import (
-    HEAD_CENTRE_MNI, Placement, draw_placement, slice_positions_mm,
-)
+from contextmri_core.synth.geometry import Placement, draw_placement
+from contextmri_core.synth.morphology import Morphology, draw_morphology
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class Subject:
     """One simulated person.
 
     patient_id/patient_name as written to the header; birth_date/study_date ISO ``YYYY-MM-DD``;
-    study_time ``HH:MM:SS``; slice_positions_mm ``(S,)`` scanner z (LPS, mm) of the slices.
+    study_time ``HH:MM:SS``; lesions are in template space (warped with the anatomy).
     """
 
     patient_id: str
@@ -34,8 +35,7 @@ class Subject:
     study_date: str
     study_time: str
     placement: Placement
-    slice_positions_mm: Tuple[float, ...]
-    slice_thickness_mm: float
+    morphology: Morphology
     lesions: Tuple[Lesion, ...]
 
 
@@ -53,27 +53,17 @@ def _dates(rng: np.random.Generator, age_y: int) -> Tuple[str, str, str]:
     return birth.isoformat(), study.isoformat(), time
 
 
-def _head_z_range(positions: np.ndarray, placement: Placement, thickness: float
-                  ) -> Tuple[float, float]:
-    """MNI z range (mm) covered by the slice stack."""
-    lo = positions.min() - thickness / 2
-    hi = positions.max() + thickness / 2
-    return (float(lo / placement.scale + HEAD_CENTRE_MNI[2]),
-            float(hi / placement.scale + HEAD_CENTRE_MNI[2]))
-
-
 def draw_subject(
-    rng: np.random.Generator, index: int, num_slices: int, lesion_probability: float = 0.3,
-    augment: bool = True, slice_thickness_mm: float = 5.0, slice_gap_mm: float = 1.0,
+    rng: np.random.Generator, index: int, lesion_probability: float = 0.3, augment: bool = True,
+    deformation_strength: float = 1.0, atrophy_strength: float = 1.0,
 ) -> Subject:
-    """Draw subject number ``index``: sex, age U(18, 85), placement, slices, lesions."""
+    """Draw subject number ``index``: sex, age U(18, 85), placement, morphology, lesions."""
     sex = "F" if rng.uniform() < 0.5 else "M"
     age = int(rng.integers(18, 86))
     birth, study, time = _dates(rng, age)
     placement = draw_placement(rng, augment=augment)
-    positions = slice_positions_mm(rng, num_slices, placement, slice_thickness_mm, slice_gap_mm)
-    z_range = _head_z_range(positions, placement, slice_thickness_mm)
-    lesions = draw_lesions(rng, lesion_probability, z_range)
+    morphology = draw_morphology(rng, age, deformation_strength, atrophy_strength)
+    lesions = draw_lesions(rng, lesion_probability)
     pid = f"sim{index:05d}"
-    return Subject(pid, f"SIM^{index:05d}", sex, age, birth, study, time, placement,
-                   tuple(float(p) for p in positions), float(slice_thickness_mm), lesions)
+    return Subject(pid, f"SIM^{index:05d}", sex, age, birth, study, time, placement, morphology,
+                   lesions)

@@ -84,3 +84,56 @@ def test_help_explains_that_it_is_simulation(capsys):
         _run(["--help"])
     text = capsys.readouterr().out
     assert "MNI152" in text and "not patient data" in text and "--acceleration" in text
+
+
+VARIED = ["--planes", "coronal,sagittal", "--oblique", "15", "--pixel-spacing", "3", "4",
+          "--matrix", "48", "64", "--fov-range", "150", "250", "--slice-thickness", "2", "4",
+          "--domain-random-fraction", "0.5", "--contrasts", "AXT2,AXFLAIR,AXPD",
+          "--formats", "ismrmrd", "--coils", "2"]
+
+
+@pytest.fixture(scope="module")
+def varied(tmp_path_factory):
+    out = tmp_path_factory.mktemp("varied")
+    assert _run(["--out", str(out), "--seed", "9", "--n-subjects", "1", "0", "0",
+                 "--slices", "2", *VARIED]) == 0
+    return out
+
+
+def test_varied_geometry_and_contrast_reach_the_files(varied):
+    from contextmri_core.data.geometry import slice_plane
+    from contextmri_core.io.raw.ismrmrd_reader import read_ismrmrd
+
+    manifest = json.loads((varied / "manifest.json").read_text())
+    assert manifest["ranges"]["planes"] == ["coronal", "sagittal"]
+    records = manifest["files"]
+    assert len(records) == 3
+    assert {r["protocol"]["domain_randomised"] for r in records} == {True, False}  # seed 9
+    names = [r["files"]["ismrmrd"].split("/")[-1] for r in records]
+    for rec, name in zip(records, names):
+        g = rec["geometry"]
+        prefix = {"coronal": "COR", "sagittal": "SAG"}[g["plane"]]
+        assert name.startswith(f"file_brain_{prefix}")
+        assert 3 - 0.05 < g["pixel_spacing_mm"] < 4 + 0.05 and g["matrix"] in (48, 64)
+        assert 150 <= g["matrix"] * g["pixel_spacing_mm"] <= 250 and g["tilt_deg"] <= 15
+        raw = read_ismrmrd(varied / rec["files"]["ismrmrd"])
+        assert raw.recon_matrix == (g["matrix"], g["matrix"])
+        assert raw.fov_mm[2] == pytest.approx(g["slice_thickness_mm"])
+        assert slice_plane(raw.geometry[0].slice_dir) == g["plane"] == g["slice_plane"]
+        synth = rec["protocol"]["domain_randomised"]
+        assert ("SYNTH" in name) == synth
+        assert (raw.metadata.contrast is None) == synth
+        assert (raw.metadata.tr_ms is None) == synth
+
+
+def test_varied_runs_are_deterministic(varied, tmp_path):
+    from contextmri_core.io.raw.ismrmrd_reader import read_ismrmrd
+
+    assert _run(["--out", str(tmp_path), "--seed", "9", "--n-subjects", "1", "0", "0",
+                 "--slices", "2", *VARIED]) == 0
+    for path in sorted((varied / "train" / "ismrmrd").glob("*.h5")):
+        a, b = read_ismrmrd(path), read_ismrmrd(tmp_path / "train" / "ismrmrd" / path.name)
+        assert a.header_xml == b.header_xml and a.geometry == b.geometry
+        for sa, sb in zip(a.slices, b.slices):
+            assert sa.kspace.tobytes() == sb.kspace.tobytes()
+        assert a.noise.tobytes() == b.noise.tobytes()

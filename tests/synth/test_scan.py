@@ -98,12 +98,27 @@ def test_lesion_label_appears_exactly_in_slices_with_lesion_pixels():
 
 
 def test_lesions_are_bright_on_flair():
-    s = simulate(2, "AXFLAIR", SimConfig(matrix=96, num_coils=2, num_slices=4,
-                                         lesion_probability=1.0, snr=None))
+    """A stack through a known lesion (template anatomy, no placement: MNI z - 15 is the
+    scanner z): the lesion is brighter than white matter on FLAIR."""
+    import dataclasses
+
+    from contextmri_core.synth.anatomy import Lesion
+    from contextmri_core.synth.orientation import draw_geometry
+    from contextmri_core.synth.protocols import draw_protocol
+    from contextmri_core.synth.scan import draw_config_subject, simulate_scan
+
+    cfg = SimConfig(matrix=96, num_coils=2, num_slices=1, lesion_probability=0.0, snr=None,
+                    augment=False, deformation_strength=0.0, atrophy_strength=0.0)
+    rng = np.random.default_rng(2)
+    subject = dataclasses.replace(draw_config_subject(rng, cfg, 0), lesions=(
+        Lesion((26.0, -10.0, 25.0), (6.0, 6.0, 6.0), 0.0),))
+    geom = draw_geometry(rng, "axial", 96, 2.5, 3.0, 1)
+    geom = dataclasses.replace(geom, positions_mm=((0.0, 0.0, 10.0),))
+    s = simulate_scan(subject, draw_protocol("AXFLAIR", rng), cfg, rng, geometry=geom)
     les = s.tissue[:, TISSUES.index("lesion")] + s.tissue[:, TISSUES.index("lesion_enhancing")]
     wm = s.tissue[:, TISSUES.index("wm")]
     mag = np.abs(s.image)
-    assert (les > 0.8).any()
+    assert (les > 0.8).any() and s.pathology == (("White Matter Lesion",),)
     assert mag[les > 0.8].mean() > 1.2 * mag[wm > 0.9].mean()
 
 

@@ -37,8 +37,22 @@ def separate():
                                             "calibration": "separate"}))
 
 
+@pytest.fixture(scope="module")
+def oblique():
+    """Coronal, tilted up to 20 degrees, 3.1 mm pixels, 3 mm slices."""
+    return simulate(14, "AXT1", SimConfig(**{**CFG.__dict__, "plane": "coronal",
+                                             "oblique_max_deg": 20.0, "pixel_spacing_mm": 3.1,
+                                             "slice_thickness_mm": 3.0}))
+
+
+@pytest.fixture(scope="module")
+def synth():
+    """Domain-randomised intensities, sagittal."""
+    return simulate(15, "SYNTH", SimConfig(**{**CFG.__dict__, "plane": "sagittal"}))
+
+
 @pytest.mark.skipif(shutil.which("ismrmrd_test_xml") is None, reason="needs ismrmrd-tools")
-@pytest.mark.parametrize("which", ["full", "under", "separate"])
+@pytest.mark.parametrize("which", ["full", "under", "separate", "oblique", "synth"])
 def test_header_validates_against_the_schema(which, request, tmp_path):
     path = tmp_path / "header.xml"
     path.write_text(build_header_xml(request.getfixturevalue(which)), encoding="utf-8")
@@ -90,7 +104,8 @@ def test_ismrmrd_file_holds_exactly_the_lines_written(which, request, tmp_path):
         assert acq.number_of_samples == 128 and acq.center_sample == 64
         assert acq.active_channels == 4
         np.testing.assert_array_equal(acq.data, scan.kspace[s, :, line, :])
-        assert acq.position[2] == pytest.approx(scan.subject.slice_positions_mm[s], abs=1e-4)
+        np.testing.assert_allclose(list(acq.position), scan.geometry.positions_mm[s], atol=1e-4)
+        np.testing.assert_allclose(list(acq.slice_dir), scan.geometry.slice_dir, atol=1e-6)
     calib = {(a.idx.slice, a.idx.kspace_encode_step_1) for a in lines
              if _is(a, FLAG_CALIBRATION) or _is(a, FLAG_CALIBRATION_AND_IMAGING)}
     assert calib == {(s, int(i)) for s in range(2) for i in np.flatnonzero(scan.plan.acs)}
@@ -137,8 +152,9 @@ def _check_metadata(meta, scan):
     want = scan.metadata
     for name in ("anatomy", "contrast", "sequence", "tr_ms", "te_ms", "ti_ms", "flip_angle_deg",
                  "patient_age_y", "patient_sex", "field_strength_t", "vendor", "model",
-                 "protocol_name", "series_description"):
+                 "protocol_name", "series_description", "slice_plane", "slice_thickness_mm"):
         assert getattr(meta, name) == getattr(want, name), name
+    assert meta.pixel_spacing_mm == pytest.approx(want.pixel_spacing_mm, rel=1e-5)
 
 
 @pytest.mark.skipif(not _have("contextmri_core.io.raw.ismrmrd_reader"), reason="reader not there")
@@ -174,3 +190,52 @@ def test_round_trip_through_read_fastmri(which, request, tmp_path):
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
     assert np.array_equal(raw.slices[0].mask.any(axis=-1), scan.plan.imaging)
     _check_metadata(raw.metadata, scan)
+
+
+def test_oblique_coronal_geometry_round_trips_through_the_reader(oblique, tmp_path):
+    """Directions, slice centres, FOV (so pixel spacing) and thickness come back as written,
+    and the reader's slice normal names the plane the simulation says."""
+    from contextmri_core.data.geometry import slice_plane
+    from contextmri_core.io.raw.ismrmrd_reader import read_ismrmrd
+
+    geom, meta = oblique.geometry, oblique.metadata
+    assert 0 < geom.tilt_deg <= 20 and meta.slice_plane == "coronal"
+    assert oblique.protocol.protocol_name == "CORT1" and oblique.protocol.name == "CORT1"
+    raw = read_ismrmrd(write_ismrmrd(tmp_path / "cor.h5", oblique))
+    assert len(raw.geometry) == 2
+    for k, g in enumerate(raw.geometry):
+        np.testing.assert_allclose(g.read_dir, geom.read_dir, atol=1e-6)
+        np.testing.assert_allclose(g.phase_dir, geom.phase_dir, atol=1e-6)
+        np.testing.assert_allclose(g.slice_dir, geom.slice_dir, atol=1e-6)
+        np.testing.assert_allclose(g.position, geom.positions_mm[k], atol=1e-4)
+        assert slice_plane(g.slice_dir) == meta.slice_plane
+    fx, fy, fz = raw.fov_mm
+    assert fx / raw.recon_matrix[1] == pytest.approx(meta.pixel_spacing_mm, rel=1e-5)
+    assert fy / raw.recon_matrix[0] == pytest.approx(meta.pixel_spacing_mm, rel=1e-5)
+    assert meta.pixel_spacing_mm == pytest.approx(3.1) and fz == meta.slice_thickness_mm == 3.0
+    assert raw.metadata.contrast == "T1"  # "CORT1" still maps to T1
+    for m in [raw.metadata] + [sl.metadata for sl in raw.slices]:  # header -> reader metadata
+        assert m.pixel_spacing_mm == pytest.approx(meta.pixel_spacing_mm, rel=1e-5)
+        assert m.slice_thickness_mm == pytest.approx(meta.slice_thickness_mm)
+        assert m.slice_plane == "coronal"
+    step = np.subtract(geom.positions_mm[1], geom.positions_mm[0])
+    assert step @ np.asarray(geom.slice_dir) == pytest.approx(3.0 + 1.0)  # thickness + gap
+
+
+def test_domain_randomised_scans_say_nothing_false(synth, tmp_path):
+    from contextmri_core.io.raw.fastmri_reader import read_fastmri
+    from contextmri_core.io.raw.ismrmrd_reader import read_ismrmrd
+
+    meta = synth.metadata
+    assert synth.protocol.name == "SAGSYNTH" and synth.protocol.domain_randomised
+    for name in ("contrast", "sequence", "tr_ms", "te_ms", "ti_ms", "flip_angle_deg"):
+        assert getattr(meta, name) is None, name
+    assert meta.tr_all_ms == meta.te_all_ms == meta.flip_angle_all_deg == ()
+    assert meta.slice_plane == "sagittal" and meta.anatomy == "brain"
+    assert b"sequenceParameters" not in build_header_xml(synth).encode()
+    raw = read_ismrmrd(write_ismrmrd(tmp_path / "s.h5", synth))
+    fm = read_fastmri(write_fastmri(tmp_path / fastmri_name(synth.protocol.name, 0), synth))
+    for m in (raw.metadata, fm.metadata):
+        assert (m.contrast, m.sequence, m.tr_ms, m.te_ms, m.ti_ms, m.flip_angle_deg) == (
+            None,) * 6
+        assert m.anatomy == "brain"

@@ -83,6 +83,13 @@ class DicomSeries:
     fallback_reason: Optional[str] = None
     comments: Mapping[str, Any] = field(default_factory=dict)
     protocol: str = ""  # the scan's protocol name (titles); "" = unknown
+    prompts: Mapping[int, str] = field(default_factory=dict)  # slice index -> the prior's text
+
+    def prompt_of(self, meta: ScanMetadata) -> str:
+        """The text the prior was conditioned on for this slice (``build_prompt`` of the
+        metadata when the reconstruction did not say)."""
+        given = self.prompts.get(int(meta.slice_index or 0)) if self.prompts else None
+        return given if given is not None else build_prompt(meta)
 
     def __post_init__(self) -> None:
         counts = (len(self.images), len(self.geometry), len(self.metadata))
@@ -261,7 +268,7 @@ def image_comments(series: DicomSeries, meta: ScanMetadata, scale: SeriesScale) 
     """JSON: method, kind, prompt, fallback reason, rescale, then ``series.comments``."""
     units = "rad" if series.kind == "phase" else "arbitrary units"
     core = {"software": f"contextmri {__version__}", "method": series.method,
-            "kind": series.kind, "prompt": build_prompt(meta),
+            "kind": series.kind, "prompt": series.prompt_of(meta),
             "fallback_reason": series.fallback_reason,
             "real_value": f"stored * {scale.slope!r} + {scale.intercept!r} [{units}]"}
     extra = {str(k): v for k, v in series.comments.items() if str(k) not in core}

@@ -41,7 +41,6 @@ def write_ismrmrd_images(path: Path, series_list: Sequence[DicomSeries], header_
     the scan's header, geometry and meta attributes (method, prompt, ...)."""
     import ismrmrd
 
-    from contextmri_core.data.prompt import build_prompt
     from contextmri_core.io.mrd.images import image_header, meta_xml
 
     Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -56,7 +55,7 @@ def write_ismrmrd_images(path: Path, series_list: Sequence[DicomSeries], header_
                 head = image_header(geom, int(meta.slice_index or i), fov_mm,
                                     series.series_number, i + 1, IMTYPE.get(series.kind, 1))
                 attrs = {"method": series.method, "kind": series.kind,
-                         "prompt": build_prompt(meta), "fallback_reason": series.fallback_reason,
+                         "prompt": series.prompt_of(meta), "fallback_reason": series.fallback_reason,
                          **dict(series.comments)}
                 dset.append_image(f"image_{series.series_number:02d}",
                                   _image(head, meta_xml(attrs), np.asarray(img, np.float32)))

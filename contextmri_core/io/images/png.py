@@ -1,9 +1,10 @@
-"""PNG previews: a contact sheet of magnitude images (rows = slices, columns = methods)."""
+"""PNG previews: a contact sheet of magnitude images (rows = slices, columns = methods), a
+grid of one series, and line charts (training loss curves)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Union
+from typing import Mapping, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -88,4 +89,52 @@ def grid_sheet(path: Union[str, Path], stack: np.ndarray, title: str = "",
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, pnginfo=info)
+    return path
+
+
+_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40))
+
+
+def line_chart(path: Union[str, Path], series: Mapping[str, Tuple[Sequence[float], Sequence[float]]],
+               title: str = "", log_y: bool = True, size: Tuple[int, int] = (720, 420)) -> Path:
+    """Write curves ``name -> (x values, y values)`` on shared axes (log y: non-positive values
+    are left out), with a legend and the axis ranges printed. Returns the path."""
+    from PIL import Image, ImageDraw
+
+    def ty(v: float) -> float:
+        return float(np.log10(v)) if log_y else float(v)
+
+    pts = {n: [(float(x), ty(y)) for x, y in zip(*xy) if np.isfinite(y) and (y > 0 or not log_y)]
+           for n, xy in series.items()}
+    allp = [p for v in pts.values() for p in v] or [(0.0, 0.0)]
+    x0, x1 = min(p[0] for p in allp), max(p[0] for p in allp)
+    y0, y1 = min(p[1] for p in allp), max(p[1] for p in allp)
+    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
+    w, h = size
+    left, right, top, bottom = 60, 10, 24, 30
+    image = Image.new("RGB", size, (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([left, top, w - right, h - bottom], outline=(0, 0, 0))
+
+    def xy(p: Tuple[float, float]) -> Tuple[float, float]:
+        return (left + (p[0] - x0) / (x1 - x0) * (w - left - right),
+                h - bottom - (p[1] - y0) / (y1 - y0) * (h - top - bottom))
+
+    for k, (name, v) in enumerate(pts.items()):
+        colour = _COLOURS[k % len(_COLOURS)]
+        if len(v) > 1:
+            draw.line([xy(p) for p in v], fill=colour, width=2)
+        for p in v[-1:] if len(v) > 1 else v:
+            cx, cy = xy(p)
+            draw.ellipse([cx - 2, cy - 2, cx + 2, cy + 2], fill=colour)
+        draw.text((left + 8, top + 6 + 12 * k), name, fill=colour)
+    lab = (lambda v: f"{10 ** v:.3g}") if log_y else (lambda v: f"{v:.3g}")
+    draw.text((2, top), lab(y1), fill=(0, 0, 0))
+    draw.text((2, h - bottom - 10), lab(y0), fill=(0, 0, 0))
+    draw.text((left, h - bottom + 4), f"{x0:g}", fill=(0, 0, 0))
+    draw.text((w - right - 60, h - bottom + 4), f"{x1:g}", fill=(0, 0, 0))
+    draw.text((left, 4), title + ("  (log scale)" if log_y else ""), fill=(0, 0, 0))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
     return path

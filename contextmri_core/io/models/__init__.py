@@ -1,1 +1,2 @@
-"""Model files: our checkpoints, the published ContextMRI layout, training shards."""
+"""Model files: our checkpoints, the published ContextMRI release (``MRI_checkpoint/``), model
+cards read from config files alone, training shards."""

@@ -1,4 +1,5 @@
-"""CLIP text encoder (ContextMRI): ``build_prompt`` -> frozen ``CLIPTextModel`` tokens.
+"""CLIP text encoder (ContextMRI): the prompt (``build_prompt`` or the published release's
+vocabulary, ``data.published``) -> frozen ``CLIPTextModel`` tokens.
 
 Loaded only from a local directory holding ``text_encoder/`` and ``tokenizer/`` as written by
 ``save_pretrained`` (the diffusers checkpoint layout); nothing is ever downloaded. The text
@@ -16,7 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from contextmri_core.data.metadata import ScanMetadata
-from contextmri_core.data.prompt import build_prompt
+from contextmri_core.data.published import text_prompt
 from contextmri_core.errors import ConfigError
 from contextmri_core.prior.encoders.base import ConditionEncoder
 from contextmri_core.prior.encoders.config import ClipEncoderConfig, EncoderConfig
@@ -61,11 +62,14 @@ def load_clip(directory: Path):
 class ClipTextEncoder(ConditionEncoder):
     """``metadata -> last_hidden_state (B, max_length, hidden_size)`` of the frozen CLIP."""
 
-    def __init__(self, config: ClipEncoderConfig, root: Optional[Path] = None) -> None:
+    def __init__(self, config: ClipEncoderConfig, root: Optional[Path] = None,
+                 loaded: Optional[tuple] = None) -> None:
+        """``loaded``: an already loaded ``(tokenizer, text model)`` to share (one CLIP for
+        several UNets of a checkpoint); else it is loaded from ``config.path``."""
         super().__init__()
         self.clip_config = config
         self.source = resolve_clip_dir(config.path, root)
-        tokenizer, model = load_clip(self.source)
+        tokenizer, model = loaded if loaded is not None else load_clip(self.source)
         limit = int(model.config.max_position_embeddings)
         if config.max_length > limit:
             raise ConfigError(f"encoder.clip.max_length {config.max_length} exceeds the model's "
@@ -105,8 +109,9 @@ class ClipTextEncoder(ConditionEncoder):
 
     def prompts(self, metadata: Sequence[Optional[ScanMetadata]]) -> List[str]:
         """One prompt per element; "" for ``None``."""
-        demographic = self.clip_config.demographic
-        return ["" if m is None else build_prompt(m, demographic=demographic) for m in metadata]
+        cfg = self.clip_config
+        return ["" if m is None else text_prompt(m, cfg.prompt_style, cfg.demographic)
+                for m in metadata]
 
     @torch.no_grad()
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:

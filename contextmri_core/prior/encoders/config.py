@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from contextmri_core.data.metadata import CONTRASTS, PLANES
+from contextmri_core.data.published import PROMPT_STYLES
 from contextmri_core.data.vocab import ANATOMIES
 from contextmri_core.errors import ConfigError, reject_unknown_keys
 
@@ -111,11 +112,13 @@ class StructuredEncoderConfig:
 class ClipEncoderConfig:
     """``path``: directory with ``text_encoder/`` and ``tokenizer/`` (relative paths are
     resolved against the checkpoint directory); ``max_length`` tokens, padded;
-    ``demographic``: SKM-TEA prompt style (``build_prompt(..., demographic=True)``)."""
+    ``demographic``: SKM-TEA prompt form; ``prompt_style``: "contextmri" (``build_prompt``) or
+    "published" (the published release's CSV vocabulary, ``data.published``)."""
 
     path: str
     max_length: int = 77
     demographic: bool = False
+    prompt_style: str = "contextmri"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", str(self.path))
@@ -124,6 +127,9 @@ class ClipEncoderConfig:
                               "text_encoder/ and tokenizer/")
         if int(self.max_length) < 2:
             raise ConfigError("encoder.clip.max_length must be >= 2 (CLIP uses 77)")
+        if self.prompt_style not in PROMPT_STYLES:
+            raise ConfigError(f"encoder.clip.prompt_style {self.prompt_style!r}: use one of "
+                              f"{list(PROMPT_STYLES)}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -96,7 +96,8 @@ def test_yaml_is_human_readable(saved, structured_prior):
     assert not any(k.startswith("_") for k in doc["unet"])
     assert doc["encoder"] == structured_prior.encoder.config.to_dict()
     assert doc["schedule"]["beta_schedule"] == "scaled_linear"
-    assert doc["normalisation"] == {"percentile": 0.99, "image_size": [16, 16]}
+    assert doc["normalisation"] == {"percentile": 0.99, "image_size": [16, 16],
+                                    "convention": "contextmri"}
     assert doc["info"] == {"command": "contextmri train --steps 3", "seed": 7, "steps": 3,
                            "wall_time_s": 1.5, "data": "/data/knee", "image_size": [16, 16]}
     assert sorted(p.name for p in saved.iterdir()) == [
@@ -248,5 +249,5 @@ def test_failed_overwrite_keeps_the_old_checkpoint(structured_prior, copy, monke
 
 def test_load_any_reads_a_contextmri_checkpoint(saved, structured_prior, tmp_path):
     assert torch.equal(eps_of(load_any(saved)), eps_of(structured_prior))
-    with pytest.raises(CheckpointError, match="contextmri.yaml.*unet/config.json"):
+    with pytest.raises(CheckpointError, match="contextmri.yaml.*fastmri/ and/or skm-tea/"):
         load_any(tmp_path)
