@@ -78,13 +78,15 @@ class ClientPolicy:
 
     def _bounds(self, s: StreamSettings):
         budget = s.time_budget_s
+        # steps and guidance may be None: the model's preset chooses them (within the bounds)
         return (
-            ("steps", 1 <= s.steps <= self.max_steps, f"1..{self.max_steps}, --max-steps"),
+            ("steps", s.steps is None or 1 <= s.steps <= self.max_steps, f"1..{self.max_steps}, --max-steps"),
             ("ensemble", 1 <= s.ensemble <= self.max_ensemble,
              f"1..{self.max_ensemble}, --max-ensemble"),
             ("batch_size", 1 <= s.batch_size <= self.max_batch_size,
              f"1..{self.max_batch_size}, --max-batch-size"),
-            ("guidance", math.isfinite(s.guidance) and 0 <= s.guidance <= self.max_guidance,
+            ("guidance", s.guidance is None or (math.isfinite(s.guidance)
+                                                and 0 <= s.guidance <= self.max_guidance),
              f"0..{self.max_guidance:g}, --max-guidance"),
             ("seed", 0 <= s.seed < 2 ** 63, "0..2**63-1"),
             ("time_budget_s", budget is None or (math.isfinite(budget) and (
