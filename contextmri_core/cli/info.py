@@ -1,12 +1,17 @@
-"""``contextmri info FILE.h5 [FILE...]``: what a raw file holds and the prompt of each slice;
+"""``contextmri info FILE.h5|FOLDER ...``: what a raw file holds and the prompt of each slice;
 ``contextmri info --model DIR``: what a model folder is and the settings it runs with (with
-files too: the UNet and the prompt that model would use for each slice)."""
+files too: the UNet and the prompt that model would use for each slice).
+
+Folders are expanded to their ``*.h5`` files exactly as ``contextmri replay`` does. A file
+that cannot be read (corrupt, not MRI, a header asking for an absurd k-space grid) gets one
+error line; the others are still shown, and the exit code is then 2."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Dict, List
 
 import numpy as np
@@ -24,7 +29,7 @@ HELP = ("show metadata, prompts, matrix, coils, acceleration, ACS and noise of r
 def register(sub: Any) -> argparse.ArgumentParser:
     parser = sub.add_parser("info", help=HELP, description=__doc__)
     parser.add_argument("files", nargs="*", metavar="FILE.h5",
-                        help="ISMRMRD v1 or fastMRI .h5 files")
+                        help="ISMRMRD v1 or fastMRI .h5 files, or folders of them")
     parser.add_argument("--model", default=None,
                         help="describe this model folder (a contextmri checkpoint, the "
                              "published ContextMRI MRI_checkpoint/ or one UNet folder of it): "
@@ -90,6 +95,8 @@ def _format(summary: Dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from contextmri_core.cli.replay import input_files
+
     if not args.files and not args.model:
         print("contextmri info: error: give FILE.h5 files and/or --model DIR", file=sys.stderr)
         return 2
@@ -106,10 +113,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     results: List[Dict[str, Any]] = []
     failed = 0
-    for path in args.files:
+    for path in map(str, input_files([Path(p) for p in args.files])):
         try:
             scan = read_scan(path, anatomy_override=args.anatomy)
-        except ContextMRIError as exc:
+        except (ContextMRIError, MemoryError, OSError) as exc:
             failed += 1
             print(f"contextmri info: error: {exc}", file=sys.stderr)
             results.append({"file": path, "error": str(exc)})

@@ -57,6 +57,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:  # Ctrl-C outside a command's own handling: one line, no trace
+        print(f"contextmri {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ DIR is an *outbox*: a private folder of DICOM files waiting for the PACS (one
 deletes each file only after the PACS confirmed it stored it; everything else stays in DIR, so
 nothing is lost when the PACS is down: run the same command again later. A round that stores
 nothing is retried --retries times, waiting --backoff, 2x, 4x ... seconds in between.
-Files in DIR that are not readable DICOM are moved to DIR/rejected/ with the reason.
+Files in DIR that cannot be sent whole (not DICOM, truncated, an image without pixel data or
+with pixel data of the wrong size) are moved to DIR/rejected/ with the reason; they are never
+sent. Only one push drains DIR at a time: a second one says that another push holds it.
 
 --enqueue copies DICOM files, or every DICOM file found in folders, into DIR first (the
 originals are kept), so one command sends a results folder. --echo-only just checks that the
@@ -100,10 +102,16 @@ def run(args: argparse.Namespace) -> int:
     if args.enqueue:
         outbox.enqueue(find_dicom_files(args.enqueue))
     report = push(outbox, target, retries=args.retries, backoff_s=args.backoff)
+    if report.locked:
+        print(f"another push holds {args.outbox} (its lock): nothing sent; "
+              f"{len(report.remaining)} instances stay queued, try again when it has finished")
+        sys.stdout.flush()
+        return 1
     line = (f"sent {report.sent}, failed {report.failed}, still queued {len(report.remaining)} "
             f"in {args.outbox}")
     if report.rejected:
-        line += f" ({len(report.rejected)} not DICOM, moved to {outbox.rejected_dir})"
+        line += (f" ({len(report.rejected)} rejected: not DICOM or damaged, moved to "
+                 f"{outbox.rejected_dir} with the reason)")
     print(line)
     sys.stdout.flush()
     return 0 if report.ok and not report.rejected else 1

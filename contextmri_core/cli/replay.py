@@ -51,7 +51,8 @@ DEFAULTS: Dict[str, Any] = {
     "ensemble": 1, "seed": 0, "batch_size": 4, "device": "auto", "anatomy": None,
     "phase": False, "prewhiten": True, "fallback": "sense", "time_budget": None,
     "repetition": None, "pacs": None, "calling_aet": "CONTEXTMRI", "outbox": None,
-    "show_phi": False, "progress": True, "virtual_coils": None, "unet": None, "preset": "auto",
+    "show_phi": False, "progress": True, "virtual_coils": None, "max_matrix": 4096,
+    "max_scan_gib": 8.0, "unet": None, "preset": "auto",
     "grid": "auto", "support_mask": None, "clip": None, "precision": None,
 }
 
@@ -111,6 +112,11 @@ def register(subparsers) -> argparse.ArgumentParser:
     rec.add_argument("--virtual-coils", type=int, metavar="N",
                      help="SVD coil compression to N virtual coils before ESPIRiT and DDS "
                           "(faster CG with many coils; default off)")
+    rec.add_argument("--max-matrix", type=int, metavar="N",
+                     help="refuse a header asking for a k-space grid axis over N samples "
+                          "(default 4096; the grid is also checked against the data read)")
+    rec.add_argument("--max-scan-gib", type=float, metavar="G",
+                     help="refuse a scan whose k-space grid would take over G GiB (default 8)")
     pacs = p.add_argument_group("PACS")
     pacs.add_argument("--pacs", metavar="HOST:PORT:AET", help="send the DICOM files (C-STORE)")
     pacs.add_argument("--calling-aet", help="our AE title (default CONTEXTMRI)")
@@ -152,10 +158,15 @@ def resolve_options(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def input_files(paths: List[Path]) -> List[Path]:
-    """Files as given, folders expanded to their ``*.h5`` (sorted); order kept, no repeats."""
+    """Files as given, folders expanded to their ``*.h5`` (sorted); order kept, no repeats.
+    ``ConfigError`` for a folder without .h5 files."""
+    from contextmri_core.errors import ConfigError
+
     out: List[Path] = []
     for p in paths:
         items = sorted(Path(p).glob("*.h5")) if Path(p).is_dir() else [Path(p)]
+        if Path(p).is_dir() and not items:
+            raise ConfigError(f"{p}: folder holds no .h5 files")
         out += [i for i in items if i not in out]
     return out
 

@@ -3,7 +3,15 @@
 Speaks the Gadgetron/ISMRMRD v1 stream protocol: Gadgetron's ``<connect>`` external gadget,
 ``gadgetron_ismrmrd_client``-style and FIRE-style (python-ismrmrd-server) clients. It binds
 127.0.0.1 unless told otherwise, reconstructs one connection at a time with a bounded queue
-of waiting connections (a full queue answers "server busy"), and shuts down cleanly on SIGTERM.
+of waiting connections (a full queue answers "server busy").
+
+The model, device, PACS, AE title and outbox come only from these flags: a client's config
+may choose reconstruction parameters (method, steps, guidance, ensemble, batch size, seed,
+...) within the --max-* bounds, and anything else it asks for is answered with an ERROR
+naming the property. Every message must arrive within --message-timeout seconds and every
+session end within --session-timeout (past it the diffusion sampler stops and the classical
+fallback finishes the images). SIGTERM refuses new connections at once, stops a running
+reconstruction within seconds (ERROR + fallback images) and exits.
 See ``contextmri_core.service.server`` for the protocol and the failure handling.
 """
 
@@ -30,6 +38,11 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--queue", type=int, default=4, help="connections that may wait (default 4)")
     p.add_argument("--idle-timeout", type=float, default=30.0,
                    help="seconds a silent peer may keep a session (default 30)")
+    p.add_argument("--message-timeout", type=float, default=60.0,
+                   help="seconds within which each message must arrive whole (default 60)")
+    p.add_argument("--session-timeout", type=float, default=1800.0,
+                   help="wall-time limit of a session, reading and reconstruction (default "
+                        "1800 s; past it the fallback finishes the images)")
     p.add_argument("--max-frame-mb", type=int, default=512, help="largest frame accepted (MiB)")
     p.add_argument("--model", default=None,
                    help="model folder: a contextmri checkpoint, the published ContextMRI "
@@ -39,6 +52,18 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--preset", default="auto",
                    help="sampler settings: auto (paper for published checkpoints), paper, "
                         "contextmri")
+    p.add_argument("--max-matrix", type=int, default=4096,
+                   help="largest k-space grid axis a header may ask for (default 4096)")
+    p.add_argument("--max-scan-gib", type=float, default=8.0,
+                   help="largest k-space grid of one scan in GiB (default 8)")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="most diffusion steps a client may ask for (default max(100, --steps))")
+    p.add_argument("--max-ensemble", type=int, default=4, help="largest ensemble a client "
+                                                               "may ask for (default 4)")
+    p.add_argument("--max-batch-size", type=int, default=16,
+                   help="largest batch size a client may ask for (default 16)")
+    p.add_argument("--max-guidance", type=float, default=10.0,
+                   help="largest CFG scale a client may ask for (default 10)")
     p.add_argument("--method", default="dds", help="dds, dps, sense or zero_filled")
     p.add_argument("--steps", type=int, default=None,
                    help="DDS steps (default: the preset's; ours 25, paper 100)")
@@ -61,9 +86,11 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def _config(args):
-    from contextmri_core.service.server import ServerConfig
+    from contextmri_core.data.grid_limits import GridLimits
     from contextmri_core.errors import ConfigError
     from contextmri_core.io.mrd.stream import Limits
+    from contextmri_core.service.client_policy import ClientPolicy
+    from contextmri_core.service.server import ServerConfig
     from contextmri_core.recon.stream import StreamSettings
 
     props = {"model": args.model, "unet": args.unet, "preset": args.preset,
@@ -78,16 +105,41 @@ def _config(args):
         props[name] = value
     if args.queue < 1 or args.idle_timeout <= 0:
         raise ConfigError("--queue must be >= 1 and --idle-timeout > 0")
+    if not args.message_timeout > 0 or not args.session_timeout > 0:
+        raise ConfigError("--message-timeout and --session-timeout must be > 0 seconds")
+    policy = ClientPolicy(max_steps=args.max_steps or max(100, args.steps or 0),
+                          max_ensemble=args.max_ensemble, max_batch_size=args.max_batch_size,
+                          max_guidance=args.max_guidance,
+                          max_time_budget_s=args.session_timeout)
+    grid = GridLimits(max_matrix=args.max_matrix,
+                      max_grid_bytes=int(args.max_scan_gib * (1 << 30)))
     return ServerConfig(host=args.host, port=args.port, queue_size=args.queue,
                         idle_timeout_s=args.idle_timeout,
+                        message_timeout_s=args.message_timeout,
+                        session_timeout_s=args.session_timeout,
                         limits=Limits(max_frame_bytes=args.max_frame_mb << 20),
+                        grid_limits=grid, policy=policy,
                         settings=StreamSettings.from_properties(props))
+
+
+def _check_outbox(settings) -> None:
+    """With --pacs: the PACS spec parses and the outbox is usable, before the model loads."""
+    if not settings.pacs:
+        return
+    from contextmri_core.service.series import default_outbox
+    from contextmri_core.io.dicom.pacs import PacsTarget
+    from contextmri_core.io.publish import probe_writable
+
+    PacsTarget.parse(settings.pacs, calling_aet=settings.calling_aet)
+    probe_writable(Path(settings.outbox) if settings.outbox else default_outbox(), "outbox")
 
 
 def run(args) -> int:
     from contextmri_core.service.server import StreamServer
 
-    server = StreamServer(_config(args))
+    config = _config(args)
+    _check_outbox(config.settings)
+    server = StreamServer(config)
     load_s = server.warm_up()  # before binding: a bad model fails fast, with no socket open
     host, port = server.bind()
     startup_s = time.perf_counter() - _T0

@@ -23,7 +23,11 @@ Rules (ISMRMRD v1 semantics):
 * readout oversampling (encoded x > recon x with encoded FOV x > recon FOV x) is removed by a centred IFFT along RO, a centred
   crop to recon x and an FFT back (orthonormal, ``fftshift(fft(ifftshift(x)))``);
 * slices are grouped by ``idx.slice`` and returned in ascending order; a slice's
-  ``metadata.slice_plane`` is the plane of its first imaging line's ``slice_dir``.
+  ``metadata.slice_plane`` is the plane of its first imaging line's ``slice_dir``;
+* non-finite samples (NaN, inf: a corrupt line) are counted, set to zero and left out of the
+  mask (treated as not acquired); noise acquisitions holding any are dropped;
+* the grid the header asks for is checked against the data received and ``GridLimits``
+  before it is allocated (``contextmri_core.data.grid_limits``).
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ import numpy as np
 from contextmri_core.data.encoding import EncodingInfo
 from contextmri_core.data.fftnp import crop_center, fftc, ifftc
 from contextmri_core.data.geometry import slice_plane
+from contextmri_core.data.grid_limits import GridLimits, ReceivedData, check_grid
+from contextmri_core.data.grid_limits import ScanTooLarge  # noqa: F401 - re-exported
 from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.data.scan import SliceData
 
@@ -150,7 +156,9 @@ def recon_columns(ro_enc: int, recon_x: int) -> np.ndarray:
 
 
 def place_readout(rec: AcqRecord, ro: int) -> Tuple[np.ndarray, np.ndarray]:
-    """One line on the encoded readout grid: ((C, ro) complex64, (ro,) bool coverage)."""
+    """One line on the encoded readout grid: ((C, ro) complex64, (ro,) bool coverage).
+
+    Samples that are not finite in any coil are zeroed in every coil and not covered."""
     data = np.asarray(rec.data)
     n = data.shape[-1]
     if is_reverse(rec.flags):
@@ -166,6 +174,10 @@ def place_readout(rec: AcqRecord, ro: int) -> Tuple[np.ndarray, np.ndarray]:
     cover = np.zeros(ro, dtype=bool)
     line[:, cols[ok]] = data[:, keep[ok]]
     cover[cols[ok]] = True
+    bad = ~np.isfinite(line).all(axis=0)
+    if bad.any():
+        line[:, bad] = 0
+        cover[bad] = False
     return line, cover
 
 
@@ -218,6 +230,11 @@ def _collect_noise(noise: List[np.ndarray], coils: int) -> Optional[np.ndarray]:
     if len(usable) < len(noise):
         log.warning("%d noise acquisitions with a channel count other than %d ignored",
                     len(noise) - len(usable), coils)
+    finite = [n for n in usable if np.isfinite(n).all()]
+    if len(finite) < len(usable):
+        log.warning("%d noise acquisitions with non-finite samples ignored",
+                    len(usable) - len(finite))
+        usable = finite
     return np.concatenate(usable, axis=1).astype(np.complex64) if usable else None
 
 
@@ -226,23 +243,51 @@ def _assemble_one(recs: Sequence[AcqRecord], shape: Tuple[int, int, int, int],
     e1, ro, recon_x, center = shape
     coils = recs[0].data.shape[0]
     image, calib = _Grid(coils, e1, ro), _Grid(coils, e1, ro)
+    nonfinite, holes = 0, []
     for rec in recs:
         row = rec.e1 - center + e1 // 2
         if not 0 <= row < e1:
             raise ValueError(f"line e1={rec.e1} lands outside the {e1}-row grid "
                              f"(centre {center})")
         line, cover = place_readout(rec, ro)
+        bad = _count_nonfinite(rec)
         if is_imaging(rec.flags):
+            nonfinite += bad
             image.add(row, line, cover)
         if is_calibration(rec.flags):
             calib.add(row, line, cover)
+            if bad:
+                holes.append(row)  # a calibration row with a hole: not used to calibrate
     kspace, mask = image.finish(recon_x)
     acs, acs_rows = None, None
     if calib.count.any():
         acs, acs_cover = calib.finish(recon_x)
         acs_rows = acs_cover.any(axis=-1)
+        acs_rows[holes] = False
+    if nonfinite:
+        log.warning("slice %s: %d non-finite k-space samples treated as not acquired (masked)",
+                    meta.slice_index, nonfinite)
     return SliceData(kspace=kspace, mask=mask.astype(np.float32),
-                     metadata=_with_plane(meta, recs), acs=acs, acs_rows=acs_rows)
+                     metadata=_with_plane(meta, recs), acs=acs, acs_rows=acs_rows,
+                     nonfinite_samples=nonfinite)
+
+
+def _count_nonfinite(rec: AcqRecord) -> int:
+    """Samples (readout positions) of a line that are not finite in some coil."""
+    data = np.asarray(rec.data)
+    if np.isfinite(data).all():
+        return 0
+    return int((~np.isfinite(data)).any(axis=0).sum())
+
+
+def _received(lines: Sequence[AcqRecord]) -> ReceivedData:
+    rows: dict = {}
+    for r in lines:
+        rows.setdefault(r.slice, set()).add(r.e1)
+    return ReceivedData(
+        max_lines_per_slice=max(len(v) for v in rows.values()),
+        max_samples=max(r.data.shape[-1] - r.discard_pre - r.discard_post for r in lines),
+        coils=int(lines[0].data.shape[0]), slices=len(rows))
 
 
 def _with_plane(meta: ScanMetadata, recs: Sequence[AcqRecord]) -> ScanMetadata:
@@ -259,13 +304,14 @@ def _with_plane(meta: ScanMetadata, recs: Sequence[AcqRecord]) -> ScanMetadata:
 
 def assemble_slices(
     records: Iterable[AcqRecord], encoding: EncodingInfo, metadata: ScanMetadata,
-    *, repetition: Optional[int] = None,
+    *, repetition: Optional[int] = None, limits: GridLimits = GridLimits(),
 ) -> Tuple[Tuple[SliceData, ...], Optional[np.ndarray]]:
     """Records of one scan -> (slices in ascending ``idx.slice``, noise (C, N) or None).
 
     Each slice: kspace (C, E1, RO) complex64, mask (E1, RO) float32, ``acs``/``acs_rows``
     when lines are flagged as calibration, else None. ``ValueError`` when nothing is imaging
-    data or a line does not fit the grid.
+    data or a line does not fit the grid; ``ScanTooLarge`` (a ``ValueError``) when the grid
+    the header asks for does not fit the data received or ``limits``.
     """
     noise, lines = [], []
     for rec in records:
@@ -280,6 +326,7 @@ def assemble_slices(
     if len({r.data.shape[0] for r in lines}) > 1:
         raise ValueError("imaging lines have different channel counts")
     shape = grid_shape(encoding, lines)
+    check_grid(shape[0], shape[1], _received(lines), limits)
     by_slice: dict = {}
     for rec in lines:
         by_slice.setdefault(rec.slice, []).append(rec)

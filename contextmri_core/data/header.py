@@ -35,23 +35,45 @@ _ROOT_TAG = "ismrmrdHeader"
 _XS_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:Z|[+-]\d{2}:\d{2})?$")
 
 
+#: Plausible ranges (inclusive) of the MR parameters, in the header's units (ms, degrees, T);
+#: a value outside is a corrupt or placeholder header entry and is dropped (None), with a
+#: warning. Generous on purpose: they reject 1e300 and negative times, not unusual protocols.
+PLAUSIBLE = {"TR": (0.0, 100_000.0), "TE": (0.0, 10_000.0), "TI": (0.0, 100_000.0),
+             "flipAngle_deg": (0.0, 360.0), "systemFieldStrength_T": (0.0, 30.0)}
+_STRICTLY_POSITIVE = ("TR", "flipAngle_deg", "systemFieldStrength_T")
+
+
+def in_range(name: str, value: float) -> bool:
+    """Whether ``value`` of header field ``name`` lies in its :data:`PLAUSIBLE` range."""
+    lo, hi = PLAUSIBLE[name]
+    if name in _STRICTLY_POSITIVE:
+        return lo < value <= hi
+    return lo <= value <= hi
+
+
 def _finite_floats(texts: List[str], name: str) -> Tuple[float, ...]:
-    """Every finite number in ``texts``; unparsable or non-finite entries are logged and dropped."""
+    """Every finite, plausible number in ``texts``; other entries are logged and dropped."""
     values = []
     for text in texts:
         try:
             value = float(text)
         except ValueError:
             value = math.nan
-        if math.isfinite(value):
-            values.append(value)
-        else:
+        if not math.isfinite(value):
             logger.warning("ignoring %s value %r in the ISMRMRD header: not a number", name, text)
+        elif name in PLAUSIBLE and not in_range(name, value):
+            lo, hi = PLAUSIBLE[name]
+            logger.warning("ignoring %s value %r in the ISMRMRD header: out of range [%g, %g]",
+                           name, text, lo, hi)
+        else:
+            values.append(value)
     return tuple(values)
 
 
 def _parse_xs_date(text: Optional[str], name: str) -> Optional[date]:
-    """An xs:date string as ``datetime.date``; None (logged) if absent or malformed."""
+    """An xs:date string as ``datetime.date``; None (logged) if absent or malformed.
+
+    Dates are patient data: the log names the field, never its value."""
     if text is None:
         return None
     match = _XS_DATE.match(text)
@@ -60,7 +82,8 @@ def _parse_xs_date(text: Optional[str], name: str) -> Optional[date]:
             raise ValueError("not YYYY-MM-DD")
         return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
     except ValueError as exc:
-        logger.warning("ignoring %s %r in the ISMRMRD header: %s", name, text, exc)
+        reason = str(exc) if match is None else "not a calendar date"
+        logger.warning("ignoring the %s in the ISMRMRD header: %s", name, reason)
         return None
 
 
@@ -68,12 +91,12 @@ def age_in_years(birth: Optional[date], on: Optional[date]) -> Optional[int]:
     """Whole years from ``birth`` to ``on`` (not yet a year older before the birthday).
 
     A 29 February birthday counts from 1 March in non-leap years. None if either date is
-    missing or ``on`` precedes ``birth``.
+    missing or ``on`` precedes ``birth`` (logged without the dates: they are patient data).
     """
     if birth is None or on is None:
         return None
     if on < birth:
-        logger.warning("study date %s precedes birth date %s: age unknown", on, birth)
+        logger.warning("the study date precedes the birth date in the ISMRMRD header: age unknown")
         return None
     return on.year - birth.year - int((on.month, on.day) < (birth.month, birth.day))
 
@@ -89,6 +112,17 @@ def _patient_sex(text: Optional[str]) -> Optional[str]:
 def _positive(value: Optional[float]) -> Optional[float]:
     """``value`` if finite and > 0, else None (a 0 T field strength is a placeholder)."""
     return value if value is not None and math.isfinite(value) and value > 0 else None
+
+
+def _field_strength(value: Optional[float]) -> Optional[float]:
+    """B0 in tesla if plausible (0 < B0 <= 30 T), else None (logged when present)."""
+    if _positive(value) is None:
+        return None
+    if not in_range("systemFieldStrength_T", value):  # type: ignore[arg-type]
+        logger.warning("ignoring systemFieldStrength_T %g in the ISMRMRD header: out of range",
+                       value)
+        return None
+    return value
 
 
 def _mr_parameters(root: ET.Element) -> dict:
@@ -127,7 +161,7 @@ def _system(root: ET.Element) -> dict:
     return dict(
         vendor=find_text(system, "systemVendor"),
         model=find_text(system, "systemModel"),
-        field_strength_t=_positive(find_float(system, "systemFieldStrength_T")),
+        field_strength_t=_field_strength(find_float(system, "systemFieldStrength_T")),
     )
 
 

@@ -23,7 +23,8 @@ from contextmri_core.data.metadata import ScanMetadata
 
 _INTEGER = Decimal(1)
 _THREE_DECIMALS = Decimal("0.001")
-_CONTEXT = Context(prec=64)  # enough digits that quantize never overflows for MR values
+_CONTEXT = Context(prec=64)
+_ABSURD = 1e15  # enough digits that quantize never overflows for MR values
 
 
 def _round_half_up(value: float, quantum: Decimal) -> Decimal:
@@ -54,8 +55,9 @@ def _labelled(label: str, text: Optional[str]) -> List[str]:
 
 
 def _number(label: str, value: Optional[float], compact: bool) -> List[str]:
-    """``["label: value"]`` formatted per prompt style; [] if missing or not finite."""
-    if value is None or not math.isfinite(value):
+    """``["label: value"]`` formatted per prompt style; [] if missing, not finite or absurd
+    (|value| >= 1e15: the header parser drops such values, this guards other callers)."""
+    if value is None or not math.isfinite(value) or abs(value) >= _ABSURD:
         return []
     return _labelled(label, format_compact(value) if compact else format_integer(value))
 

@@ -25,6 +25,7 @@ class SliceData:
                ACS lines or imaging lines flagged calibration-and-imaging), zero elsewhere;
                ``None`` if the scan flags none (callers then detect the centre block).
     acs_rows:  (E1,) bool, the rows of ``acs`` that hold calibration data.
+    nonfinite_samples: how many acquired samples were NaN/inf (zeroed and masked out).
     """
 
     kspace: np.ndarray
@@ -32,6 +33,7 @@ class SliceData:
     metadata: ScanMetadata
     acs: Optional[np.ndarray] = None
     acs_rows: Optional[np.ndarray] = None
+    nonfinite_samples: int = 0
 
     @property
     def num_coils(self) -> int:

@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from contextmri_core.data.header import _parse_xs_date, _patient_sex, _positive
+from contextmri_core.data.header import _field_strength, _parse_xs_date, _patient_sex
 from contextmri_core.data.xmlutil import find_float, find_int, find_text, parse_xml
 from contextmri_core.errors import HeaderError
 
@@ -80,14 +80,15 @@ def _time(text: Optional[str], name: str) -> Optional[str]:
     match = _XS_TIME.match(text)
     if match is None or int(match.group(1)) > 23 or int(match.group(2)) > 59 \
             or int(match.group(3)) > 60:
-        logger.warning("ignoring %s %r in the ISMRMRD header: not HH:MM:SS", name, text)
+        logger.warning("ignoring the %s in the ISMRMRD header: not HH:MM:SS", name)
         return None
     fraction = (match.group(4) or "")[:7]
     return f"{match.group(1)}:{match.group(2)}:{match.group(3)}{fraction}"
 
 
-def _finite_positive(value: Optional[float]) -> Optional[float]:
-    return value if value is not None and math.isfinite(value) and value > 0 else None
+def _finite_positive(value: Optional[float], upper: float) -> Optional[float]:
+    """``value`` if finite and in (0, ``upper``], else None (absurd header entries)."""
+    return value if value is not None and math.isfinite(value) and 0 < value <= upper else None
 
 
 def _patient(root: ET.Element) -> dict:
@@ -97,7 +98,7 @@ def _patient(root: ET.Element) -> dict:
         patient_id=find_text(subject, "patientID"),
         patient_birth_date=_date(find_text(subject, "patientBirthdate"), "birth date"),
         patient_sex=_patient_sex(find_text(subject, "patientGender")),
-        patient_weight_kg=_finite_positive(find_float(subject, "patientWeight_kg")),
+        patient_weight_kg=_finite_positive(find_float(subject, "patientWeight_kg"), 1000.0),
     )
 
 
@@ -136,11 +137,11 @@ def _system(root: ET.Element) -> dict:
         station_name=find_text(system, "stationName"),
         system_vendor=find_text(system, "systemVendor"),
         system_model=find_text(system, "systemModel"),
-        field_strength_t=_positive(find_float(system, "systemFieldStrength_T")),
+        field_strength_t=_field_strength(find_float(system, "systemFieldStrength_T")),
         device_serial=find_text(system, "deviceSerialNumber"),
-        echo_train_length=etl if etl is not None and etl > 0 else None,
+        echo_train_length=etl if etl is not None and 0 < etl <= 100_000 else None,
         h1_frequency_hz=_finite_positive(
-            find_float(root, "experimentalConditions/H1resonanceFrequency_Hz")),
+            find_float(root, "experimentalConditions/H1resonanceFrequency_Hz"), 1.3e9),
     )
 
 

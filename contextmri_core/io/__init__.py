@@ -7,7 +7,8 @@
 - ``models``: model files (our checkpoints, the published ContextMRI layout, training shards
   and their manifest);
 - ``images``: image files out (PNG contact sheets, NIfTI volumes, ISMRMRD image files);
-- ``config_file``: YAML settings files.
+- ``config_file``: YAML settings files;
+- ``publish``: output folders that are complete or absent (staging, rename, stale cleanup).
 
 The only layer that imports h5py, ismrmrd, pydicom, pynetdicom, safetensors, yaml, nibabel, PIL
 and socket. Errors are ``InputFileError`` naming the file.

@@ -25,6 +25,7 @@ import torch
 
 from contextmri_core.data.assembly import AcqRecord, assemble_slices
 from contextmri_core.data.encoding import EncodingInfo, parse_encoding
+from contextmri_core.data.grid_limits import GridLimits
 from contextmri_core.data.header import parse_header
 from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.data.prompt import build_prompt
@@ -33,6 +34,7 @@ from contextmri_core.errors import ConfigError, ContextMRIError
 from contextmri_core.recon.base import Reconstructor
 from contextmri_core.recon.classical import SenseRecon, ZeroFilledRecon
 from contextmri_core.recon.prepare import PrepConfig, SliceBatch, prepare_slices
+from contextmri_core.recon.slice_checks import MadeImages, checked_images, fallback_images
 from contextmri_core.sampling.dds import Progress
 
 log = logging.getLogger(__name__)
@@ -158,6 +160,7 @@ class SliceOutcome:
     uncertainty: Optional[np.ndarray] = None
     error: Optional[str] = None
     attributes: dict = field(default_factory=dict)
+    usable: bool = True  # False: even the fallback gave no finite, non-zero image
 
     @property
     def fallback(self) -> bool:
@@ -165,13 +168,15 @@ class SliceOutcome:
 
 
 def assemble(records: Iterable[AcqRecord], header_xml: "str | bytes", settings: StreamSettings,
-             encoding: Optional[EncodingInfo] = None
+             encoding: Optional[EncodingInfo] = None, limits: GridLimits = GridLimits()
              ) -> Tuple[Tuple[SliceData, ...], Optional[np.ndarray], EncodingInfo]:
-    """Drain ``records`` and assemble the scan: (slices, noise (C, N) or None, encoding)."""
+    """Drain ``records`` and assemble the scan: (slices, noise (C, N) or None, encoding);
+    ``ScanTooLarge`` when the header's grid does not fit the data or ``limits``."""
     xml = header_xml.decode("utf-8", "replace") if isinstance(header_xml, bytes) else header_xml
     enc = encoding or parse_encoding(xml)
     meta = parse_header(xml, anatomy_override=settings.anatomy)
-    slices, noise = assemble_slices(list(records), enc, meta, repetition=settings.repetition)
+    slices, noise = assemble_slices(list(records), enc, meta, repetition=settings.repetition,
+                                    limits=limits)
     log.info("assembled %d slices (%d coils, k-space %s), noise scan: %s", len(slices),
              slices[0].num_coils, slices[0].kspace.shape[1:], noise is not None)
     return slices, noise, enc
@@ -188,21 +193,43 @@ def fallback_reconstructor(settings: StreamSettings) -> Optional[Reconstructor]:
 
 
 class TimeBudgetExceeded(ContextMRIError):
-    """The primary reconstruction ran past ``StreamSettings.time_budget_s``."""
+    """The primary reconstruction was stopped: its time budget is spent, or the caller
+    interrupted it (session time limit, server shutting down)."""
 
 
-def budget_progress(deadline: Optional[float], inner: Optional[Progress] = None
+#: ``() -> reason or None``: checked before each batch and at each sampler step; a reason
+#: stops the diffusion sampler and hands the batch (and the rest) to the fallback.
+Interrupt = Callable[[], Optional[str]]
+
+
+def budget_interrupt(settings: StreamSettings, outer: Optional[Interrupt] = None
+                     ) -> Optional[Interrupt]:
+    """``outer`` combined with ``settings.time_budget_s`` counted from now (None if neither)."""
+    if settings.time_budget_s is None:
+        return outer
+    deadline = time.monotonic() + settings.time_budget_s
+
+    def check() -> Optional[str]:
+        reason = outer() if outer is not None else None
+        if reason is None and time.monotonic() > deadline:
+            reason = f"time budget of {settings.time_budget_s:g} s spent"
+        return reason
+    return check
+
+
+def budget_progress(interrupt: Optional[Interrupt], inner: Optional[Progress] = None
                     ) -> Optional[Progress]:
     """A sampler progress callback that forwards to ``inner`` and raises
-    :class:`TimeBudgetExceeded` once ``time.monotonic()`` passes ``deadline``."""
-    if deadline is None:
+    :class:`TimeBudgetExceeded` once ``interrupt()`` gives a reason."""
+    if interrupt is None:
         return inner
 
     def progress(i: int, n: int, t: int) -> None:
         if inner is not None:
             inner(i, n, t)
-        if time.monotonic() > deadline:
-            raise TimeBudgetExceeded(f"time budget spent at sampler step {i + 1}/{n}")
+        reason = interrupt()
+        if reason is not None:
+            raise TimeBudgetExceeded(f"{reason} at sampler step {i + 1}/{n}")
     return progress
 
 
@@ -218,57 +245,66 @@ class GroupResult:
 
 def reconstruct_groups(groups: Iterable[List[SliceData]], noise: Optional[np.ndarray],
                        primary: Callable[[], Reconstructor], settings: StreamSettings,
-                       progress: Optional[Progress] = None) -> Iterator[GroupResult]:
+                       progress: Optional[Progress] = None,
+                       interrupt: Optional[Interrupt] = None) -> Iterator[GroupResult]:
     """Prepare (prewhitening, ESPIRiT) and reconstruct each group of slices.
 
     ``primary`` is called per batch (so a model that fails to load falls back like a
     sampler that fails). When the preparation itself fails (e.g. too few ACS lines for
     ESPIRiT) the fallback is the zero-filled RSS image, which needs no coil maps. With
-    ``settings.time_budget_s`` the diffusion sampler is stopped once the budget of the whole
-    scan is spent and the fallback reconstructs that batch and the rest.
+    ``settings.time_budget_s`` (or once ``interrupt()`` gives a reason) the diffusion sampler
+    is stopped and the fallback reconstructs that batch and the rest. A slice whose image is
+    non-finite or all zero is a failure too: the fallback replaces it (``checked_images``).
     """
     prep = PrepConfig(prewhiten=settings.prewhiten, device=settings.resolved_device(),
                       virtual_coils=settings.virtual_coils)
-    deadline = None if settings.time_budget_s is None else time.monotonic() + settings.time_budget_s
+    stop = budget_interrupt(settings, interrupt)
     for group in groups:
         try:
             batch = prepare_slices(group, noise, prep)
         except Exception as exc:  # noqa: BLE001 - e.g. too few ACS lines for ESPIRiT
             if settings.fallback == "none":
                 raise
-            log.exception("preparation failed; sending zero-filled images instead")
-            outs = _outcomes(group, _zero_filled(group), f"{type(exc).__name__}: {exc}", settings)
-            yield GroupResult(list(group), None, list(outs))
+            log.error("preparation failed (%s); sending zero-filled images instead", exc)
+            made = fallback_images(_zero_filled(group), f"{type(exc).__name__}: {exc}")
+            log.debug("preparation traceback", exc_info=True)
+            yield GroupResult(list(group), None, list(_outcomes(group, made, settings)))
             continue
-        result, error = _run_primary(group, batch, primary, settings,
-                                     budget_progress(deadline, progress))
-        yield GroupResult(list(group), batch, list(_outcomes(group, result, error, settings)))
+        made = _run_primary(group, batch, primary, settings, stop, budget_progress(stop, progress))
+        yield GroupResult(list(group), batch, list(_outcomes(group, made, settings)))
 
 
 def _run_primary(group: List[SliceData], batch: SliceBatch, primary: Callable[[], Reconstructor],
-                 settings: StreamSettings, progress: Optional[Progress]) -> Tuple[Any, Optional[str]]:
-    """(result, None) from the primary reconstructor, or (fallback result, error text)."""
+                 settings: StreamSettings, stop: Optional[Interrupt],
+                 progress: Optional[Progress]) -> MadeImages:
+    """Per-slice images from the primary reconstructor; the fallback's (with the error text)
+    where it failed, was stopped, or gave a non-finite or all-zero slice."""
     args = (batch.kspace, batch.mask, batch.maps, batch.metadata)
+    backup = fallback_reconstructor(settings)
     try:
+        reason = stop() if stop is not None else None
+        if reason is not None:
+            raise TimeBudgetExceeded(f"{reason} before the batch started")
         recon = primary()
         if progress is not None and hasattr(recon, "with_progress"):
             recon = recon.with_progress(progress)
-        return recon(*args), None
+        result = recon(*args)
     except Exception as exc:  # noqa: BLE001 - reported to the peer, then the fallback
         log.warning("reconstruction failed on slices %s (%s); falling back to %s",
                     [s.metadata.slice_index for s in group], exc, settings.fallback,
-                    exc_info=not isinstance(exc, TimeBudgetExceeded))
-        backup = fallback_reconstructor(settings)
+                    exc_info=not isinstance(exc, (TimeBudgetExceeded, ContextMRIError)))
         if backup is None:
             raise
-        return backup(*args), f"{type(exc).__name__}: {exc}"
+        return fallback_images(backup(*args), f"{type(exc).__name__}: {exc}")
+    return checked_images(result, backup, args, [s.metadata.slice_index for s in group])
 
 
 def reconstruct_batches(groups: Iterable[List[SliceData]], noise: Optional[np.ndarray],
                         primary: Callable[[], Reconstructor], settings: StreamSettings,
-                        progress: Optional[Progress] = None) -> Iterator[SliceOutcome]:
+                        progress: Optional[Progress] = None,
+                        interrupt: Optional[Interrupt] = None) -> Iterator[SliceOutcome]:
     """:func:`reconstruct_groups`, one :class:`SliceOutcome` per slice."""
-    for res in reconstruct_groups(groups, noise, primary, settings, progress):
+    for res in reconstruct_groups(groups, noise, primary, settings, progress, interrupt):
         yield from res.outcomes
 
 
@@ -279,28 +315,33 @@ def _zero_filled(group: List[SliceData]) -> Any:
     return ZeroFilledRecon()(kspace, mask, torch.ones_like(kspace))
 
 
-def _outcomes(group: List[SliceData], result: Any, error: Optional[str],
+def _outcomes(group: List[SliceData], made: MadeImages,
               settings: StreamSettings) -> Iterator[SliceOutcome]:
-    images = result.image.detach().cpu().numpy().astype(np.complex64)
-    unc = None if result.uncertainty is None else result.uncertainty.detach().cpu().numpy()
-    info = result.info or {}
+    info = made.info
     prompts = info.get("prompts")  # the text the prior was conditioned on, when it has text
     for i, sl in enumerate(group):
         prompt = prompts[i] if prompts else build_prompt(sl.metadata)
-        attrs = {"prompt": prompt, "method": result.method,
+        attrs = {"prompt": prompt, "method": made.methods[i],
                  "guidance": info.get("guidance"), "steps": info.get("steps"),
                  "model": settings.model or "default", "seed": settings.seed,
                  "unet": info.get("unet")}
-        if error is not None:
-            attrs["fallback_reason"] = error
-        yield SliceOutcome(slice_index=int(sl.metadata.slice_index or 0), image=images[i],
-                           metadata=sl.metadata, method=result.method, error=error,
-                           uncertainty=None if unc is None else unc[i], attributes=attrs)
+        if made.errors[i] is not None:
+            attrs["fallback_reason"] = made.errors[i]
+        if sl.nonfinite_samples:
+            attrs["nonfinite_kspace_samples"] = sl.nonfinite_samples
+        unc = None if made.uncertainty is None or made.errors[i] else made.uncertainty[i]
+        yield SliceOutcome(slice_index=int(sl.metadata.slice_index or 0), image=made.images[i],
+                           metadata=sl.metadata, method=made.methods[i], error=made.errors[i],
+                           uncertainty=unc, attributes=attrs, usable=made.usable[i])
 
 
 def recon_stream(records: Iterable[AcqRecord], header_xml: "str | bytes",
                  settings: StreamSettings, primary: Callable[[], Reconstructor],
-                 encoding: Optional[EncodingInfo] = None) -> Iterator[SliceOutcome]:
-    """The whole chain: records in, one :class:`SliceOutcome` per slice out (ascending)."""
-    slices, noise, _ = assemble(records, header_xml, settings, encoding)
-    yield from reconstruct_batches(batches(slices, settings.batch_size), noise, primary, settings)
+                 encoding: Optional[EncodingInfo] = None,
+                 interrupt: Optional[Interrupt] = None,
+                 limits: GridLimits = GridLimits()) -> Iterator[SliceOutcome]:
+    """The whole chain: records in, one :class:`SliceOutcome` per slice out (ascending).
+    ``interrupt`` stops the sampler (the fallback finishes); ``limits`` bound the grid."""
+    slices, noise, _ = assemble(records, header_xml, settings, encoding, limits)
+    yield from reconstruct_batches(batches(slices, settings.batch_size), noise, primary, settings,
+                                   interrupt=interrupt)

@@ -14,11 +14,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from contextmri_core.data.grid_limits import GridLimits
 from contextmri_core.data.scan import RawScan, SliceData
 from contextmri_core.errors import InputFileError
 from contextmri_core.io.dicom.writer import DicomSeries, StudyContext, write_series
 from contextmri_core.io.images.outputs import (series_stem, write_ismrmrd_images, write_nifti,
                                               write_png)
+from contextmri_core.io.publish import staged
 from contextmri_core.io.raw.reader import read_scan
 from contextmri_core.physics.masks import make_mask
 from contextmri_core.physics.mvue import mvue
@@ -47,6 +49,7 @@ class VolumeJob:
     baselines: bool = False
     model_name: str = "default"
     show_phi: bool = False  # log patient name/ID (never by default)
+    limits: GridLimits = GridLimits()
 
 
 @dataclass
@@ -56,8 +59,9 @@ class VolumeReport:
     file: str
     ok: bool = False
     error: Optional[str] = None
+    output: str = ""  # the folder (under --out) that holds this file's results
     slices: int = 0
-    method: str = ""
+    method: str = ""  # what made the images, e.g. "dds" or "sense FALLBACK (2/2)"
     fallback_slices: int = 0
     fallback_reason: Optional[str] = None
     fallback_method: Optional[str] = None
@@ -121,7 +125,8 @@ def _series(scan: RawScan, job: VolumeJob, got: _Collected,
     """Every series of the volume: primary (+ phase, uncertainty, labelled fallbacks) and,
     when asked, the classical baselines and the fully sampled reference."""
     proto = protocol_label(scan.metadata)
-    comments = recon_comments(job.settings, job.model_name, undersample=job.undersample)
+    comments = recon_comments(job.settings, job.model_name, undersample=job.undersample,
+                              **got.slices.notes())
     maker = SeriesMaker(got.slices, scan.recon_matrix, proto, comments)
     out = primary_series(maker, job.settings)
     if job.baselines:
@@ -146,9 +151,10 @@ def _metrics(got: _Collected, reference: torch.Tensor, method: str,
     return scores
 
 
-def _write(series: List[DicomSeries], scan: RawScan, job: VolumeJob, stem: str) -> List[Path]:
+def _write(series: List[DicomSeries], scan: RawScan, job: VolumeJob, root: Path,
+           stem: str) -> List[Path]:
+    """Every asked-for format of ``series`` under ``root`` (the staging folder)."""
     ctx = StudyContext.from_header(scan.header_xml, scan.fov_mm)
-    root = job.out / stem
     written: List[Path] = []
     for sr in series:
         name = series_stem(sr)
@@ -164,16 +170,42 @@ def _write(series: List[DicomSeries], scan: RawScan, job: VolumeJob, stem: str) 
     return written
 
 
+def _publish(series: List[DicomSeries], scan: RawScan, job: VolumeJob, stem: str,
+             path: Path) -> List[Path]:
+    """Write into a staging folder and publish it whole as ``job.out/stem`` (nothing partial
+    is ever left under that name: see ``contextmri_core.io.publish``). ``InputFileError``
+    naming the input and the folder when the outputs cannot be written (disk full, ...)."""
+    try:
+        with staged(job.out, stem) as root:
+            written = _write(series, scan, job, root, stem)
+    except (OSError, InputFileError) as exc:
+        reason = exc.problem if isinstance(exc, InputFileError) else (exc.strerror or str(exc))
+        raise InputFileError(path, f"cannot write the results to {job.out / stem} ({reason}); "
+                                   f"nothing partial was left there") from None
+    return [job.out / stem / p.relative_to(root) for p in written]
+
+
+def _fallback_facts(report: VolumeReport, got: SlicesOut, primary: str) -> None:
+    fallbacks = [e for e in got.errors if e is not None]
+    report.method = got.made_by(primary)
+    report.fallback_slices = len(fallbacks)
+    report.fallback_reason = fallbacks[0] if fallbacks else None
+    report.fallback_method = next((m for m, e in zip(got.methods, got.errors) if e), None)
+
+
 def process_file(path: Path, job: VolumeJob, primary: Callable, stem: str,
                  progress: Optional[Callable[[int], Progress]] = None) -> VolumeReport:
     """Reconstruct and write one file; raises ``ContextMRIError`` for bad input.
 
-    ``progress(total_steps)`` returns the sampler progress callback of this volume.
+    ``progress(total_steps)`` returns the sampler progress callback of this volume. A file
+    some slice of which has no usable image even from the fallback is written (labelled)
+    but reported as failed.
     """
     t0 = time.perf_counter()
     s = job.settings
-    report = VolumeReport(file=str(path))
-    scan = read_scan(path, anatomy_override=s.anatomy, repetition=s.repetition)
+    report = VolumeReport(file=str(path), output=stem)
+    scan = read_scan(path, anatomy_override=s.anatomy, repetition=s.repetition,
+                     limits=job.limits)
     if job.show_phi:
         from contextmri_core.data.study import parse_study
 
@@ -186,14 +218,16 @@ def process_file(path: Path, job: VolumeJob, primary: Callable, stem: str,
     diffusion = s.method in ("dds", "dps")
     cb = progress(n_groups * s.ensemble * s.steps if diffusion else 0) if progress else None
     got = _reconstruct(slices, scan, job, primary, cb, job.baselines or reference is not None)
-    fallbacks = [e for e in got.slices.errors if e is not None]
-    report.slices, report.method = len(slices), s.method
-    report.fallback_slices = len(fallbacks)
-    report.fallback_reason = fallbacks[0] if fallbacks else None
-    report.fallback_method = next((m for m, e in zip(got.slices.methods, got.slices.errors) if e),
-                                  None)
+    report.slices = len(slices)
+    _fallback_facts(report, got.slices, s.method)
     if reference is not None:
         report.metrics = _metrics(got, reference, s.method, scan.recon_matrix)
-    report.outputs = [str(p) for p in _write(_series(scan, job, got, reference), scan, job, stem)]
-    report.ok, report.seconds = True, round(time.perf_counter() - t0, 2)
+    report.outputs = [str(p) for p in _publish(_series(scan, job, got, reference), scan, job,
+                                               stem, path)]
+    report.seconds = round(time.perf_counter() - t0, 2)
+    bad = got.slices.unusable_slices()
+    if bad:
+        report.error = (f"{path}: no usable image for slice(s) {bad} (written as labelled "
+                        f"fallbacks, zero where not finite): {report.fallback_reason}")
+    report.ok = not bad
     return report

@@ -34,6 +34,8 @@ class SlicesOut:
     methods: List[str] = field(default_factory=list)
     metadata: List[ScanMetadata] = field(default_factory=list)
     geometry: List[SliceGeometry] = field(default_factory=list)
+    nonfinite: List[int] = field(default_factory=list)  # masked non-finite k-space samples
+    usable: List[bool] = field(default_factory=list)
     prompts: List[Optional[str]] = field(default_factory=list)  # what the prior was given
 
     def add(self, out: SliceOutcome, geometry: SliceGeometry) -> None:
@@ -44,6 +46,28 @@ class SlicesOut:
         self.methods.append(out.method)
         self.metadata.append(out.metadata)
         self.geometry.append(geometry)
+        self.nonfinite.append(int(out.attributes.get("nonfinite_kspace_samples") or 0))
+        self.usable.append(out.usable)
+
+    def notes(self) -> Dict[str, Any]:
+        """What ImageComments must also say about the data: ``nonfinite_kspace_samples``
+        ({slice index: count}) when samples were NaN/inf and masked out."""
+        counts = {str(m.slice_index): n for m, n in zip(self.metadata, self.nonfinite) if n}
+        return {"nonfinite_kspace_samples": counts} if counts else {}
+
+    def made_by(self, primary: str) -> str:
+        """Which method made the images, e.g. ``dds``, ``sense FALLBACK (2/2)`` or
+        ``dds + zero_filled FALLBACK (1/4)`` (never a method that made none of them)."""
+        n = len(self.methods)
+        parts = [primary] if any(e is None for e in self.errors) else []
+        for method in sorted({m for m, e in zip(self.methods, self.errors) if e is not None}):
+            k = sum(1 for m, e in zip(self.methods, self.errors) if e is not None and m == method)
+            parts.append(f"{method} FALLBACK ({k}/{n})")
+        return " + ".join(parts)
+
+    def unusable_slices(self) -> List[int]:
+        return [int(m.slice_index or i) for i, (m, ok) in enumerate(zip(self.metadata,
+                                                                        self.usable)) if not ok]
 
 
 def crop_to(image: np.ndarray, matrix: Tuple[int, int]) -> np.ndarray:
@@ -85,7 +109,7 @@ class SeriesMaker:
             geometry=[self.got.geometry[i] for i in idx],
             metadata=[self.got.metadata[i] for i in idx], series_number=number,
             description=label, kind=kind, method=method, fallback_reason=reason,
-            comments=dict(self.comments), prompts=self._prompts(idx))]
+            comments=dict(self.comments), protocol=self.protocol, prompts=self._prompts(idx))]
 
     def _prompts(self, idx: Sequence[int]) -> Dict[int, str]:
         """Slice index -> the prompt the slice was reconstructed with (when known)."""

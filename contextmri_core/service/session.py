@@ -19,10 +19,12 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from contextmri_core.data.assembly import AcqRecord
 from contextmri_core.data.encoding import EncodingInfo, parse_encoding
+from contextmri_core.data.grid_limits import GridLimits
+from contextmri_core.errors import ContextMRIError
 from contextmri_core.io.mrd.images import GeometryTap, ImageRequest, image_frames
 from contextmri_core.io.mrd.stream import ProtocolError, frame_error, header_text
 from contextmri_core.recon.base import Reconstructor
-from contextmri_core.recon.stream import STREAM_STEPS, StreamSettings, recon_stream
+from contextmri_core.recon.stream import STREAM_STEPS, Interrupt, SliceOutcome, StreamSettings, recon_stream
 from contextmri_core.service.series import (SeriesMaker, SlicesOut, primary_series, protocol_label,
                                             recon_comments, send_to_pacs)
 
@@ -171,6 +173,13 @@ def _fov(enc: EncodingInfo) -> Tuple[float, float, float]:
     return (float(fov[0]), float(fov[1]), float(fov[2]))
 
 
+def _fallback_text(settings: StreamSettings, out: SliceOutcome) -> str:
+    """The ERROR text of a slice a fallback made: names the method that really made it."""
+    usable = "" if out.usable else " (no usable image: zeros where not finite)"
+    return (f"contextmri: {settings.method} failed, sent the {out.method} FALLBACK "
+            f"image{usable}: {out.error}")
+
+
 def report_error(send: Send, report: SessionReport, text: str) -> None:
     """Send ERROR (8) once per distinct message and remember it."""
     if text not in report.errors:
@@ -184,7 +193,7 @@ def _to_pacs(done: SlicesOut, xml: str, enc: EncodingInfo, settings: StreamSetti
     recon = enc.recon_matrix
     matrix = (int(recon[1]), int(recon[0])) if recon else (0, 0)
     maker = SeriesMaker(done, matrix, protocol_label(done.metadata[0]),
-                        recon_comments(settings, model_name))
+                        recon_comments(settings, model_name, **done.notes()))
     res = send_to_pacs(primary_series(maker, settings), xml, _fov(enc), settings.pacs,
                        settings.calling_aet, Path(settings.outbox) if settings.outbox else None)
     if not res.ok:
@@ -194,11 +203,13 @@ def _to_pacs(done: SlicesOut, xml: str, enc: EncodingInfo, settings: StreamSetti
 
 def run_session(records: Iterable[AcqRecord], header: "bytes | str", settings: StreamSettings,
                 engine: Engine, tap: GeometryTap, send: Send,
-                encoding: Optional[EncodingInfo] = None) -> SessionReport:
+                encoding: Optional[EncodingInfo] = None, interrupt: Optional[Interrupt] = None,
+                grid_limits: GridLimits = GridLimits()) -> SessionReport:
     """Reconstruct the stream ``records`` and send its images; never raises for bad data.
 
     ``tap`` must sit upstream of ``records`` (it collects each slice's geometry). Errors go
-    out as ERROR frames (and into the log); the caller closes the stream.
+    out as ERROR frames (and into the log); the caller closes the stream. ``interrupt``
+    (session time limit, shutdown) stops the sampler: the fallback finishes the images.
     """
     report = SessionReport()
     try:
@@ -206,13 +217,13 @@ def run_session(records: Iterable[AcqRecord], header: "bytes | str", settings: S
         settings = engine.resolved(settings)
         enc = encoding or parse_encoding(xml)
         model = engine.model_dir(settings) if settings.method in ("dds", "dps") else None
-        stream = recon_stream(records, xml, settings, lambda: engine.reconstructor(settings), enc)
+        stream = recon_stream(records, xml, settings, lambda: engine.reconstructor(settings), enc,
+                              interrupt, grid_limits)
         done = SlicesOut()
         for out in stream:
             done.add(out, tap.get(out.slice_index))
             if out.error:
-                report_error(send, report, f"contextmri: {settings.method} failed, sent the "
-                                           f"{settings.fallback} fallback: {out.error}")
+                report_error(send, report, _fallback_text(settings, out))
             attrs = {**out.attributes, "model": Path(model).name if model else None}
             req = ImageRequest(out.slice_index, out.image, out.uncertainty, out.fallback, attrs)
             frames = image_frames(req, tap.get(out.slice_index), _fov(enc), report.slices + 1,
@@ -225,6 +236,9 @@ def run_session(records: Iterable[AcqRecord], header: "bytes | str", settings: S
             _to_pacs(done, xml, enc, settings, Path(model).name if model else "none")
     except ProtocolError as exc:
         log.error("stream broken after %d slices: %s", report.slices, exc)
+        report_error(send, report, f"contextmri: {exc}")
+    except (ContextMRIError, ValueError) as exc:  # bad data (e.g. the header's grid): one line
+        log.error("session refused after %d slices: %s", report.slices, exc)
         report_error(send, report, f"contextmri: {exc}")
     except Exception as exc:  # noqa: BLE001 - must reach the peer as ERROR, not as a CLOSE
         log.exception("contextmri session failed after %d slices", report.slices)

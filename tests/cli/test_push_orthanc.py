@@ -135,7 +135,7 @@ def test_cli_exit_codes_against_a_local_scp(tmp_path, capsys):
         assert sorted(pacs.received) == sorted(files) and all(p.exists() for p in files.values())
         (outbox / "junk.dcm").write_text("junk")
         assert cli(["push", str(outbox), "--pacs", spec]) == 1
-        assert "1 not DICOM" in capsys.readouterr().out
+        assert "1 rejected" in capsys.readouterr().out
         pacs.fail.update(files)
         assert cli(["push", str(outbox), "--enqueue", *map(str, files.values()), "--pacs", spec,
                     "--retries", "0"]) == 1

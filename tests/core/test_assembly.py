@@ -173,3 +173,60 @@ def test_larger_encoded_matrix_with_equal_fov_is_not_oversampling():
                         **base)
     assert over.readout_oversampled and over.readout_oversampling == 2.0
     assert EncodingInfo(**base).readout_oversampling == 2.0  # FOVs unknown: trust the matrix
+
+
+# ----------------------------------------------------------------------------- issue 13 items 3, 8
+def test_a_header_grid_far_larger_than_the_data_is_refused_before_allocating():
+    """encodedSpace y = 100000 with 4 lines received: refused by the data/limit checks, fast."""
+    import time
+
+    lines = [rec(e) for e in range(4)]
+    t0 = time.perf_counter()
+    with pytest.raises(asm.ScanTooLarge, match="encodedSpace y=100000"):
+        assemble_slices(lines, enc(e1=100000, ro=8), ScanMetadata())
+    with pytest.raises(asm.ScanTooLarge, match="encodedSpace x=100000"):
+        assemble_slices(lines, enc(e1=8, ro=100000), ScanMetadata())
+    assert time.perf_counter() - t0 < 1.0
+    assert issubclass(asm.ScanTooLarge, ValueError)  # readers turn it into one error line
+
+
+def test_grid_limits_are_configurable():
+    lines = [rec(e, n=8) for e in range(8)]
+    assemble_slices(lines, enc(e1=8, ro=8), ScanMetadata())  # within the defaults
+    with pytest.raises(asm.ScanTooLarge, match="max_matrix"):
+        assemble_slices(lines, enc(e1=8, ro=8), ScanMetadata(), limits=asm.GridLimits(max_matrix=4))
+    with pytest.raises(asm.ScanTooLarge, match="bytes"):
+        assemble_slices(lines, enc(e1=8, ro=8), ScanMetadata(),
+                        limits=asm.GridLimits(max_grid_bytes=1000))
+
+
+def test_non_finite_samples_are_counted_zeroed_and_masked(caplog):
+    data = np.ones((C, 8), np.complex64)
+    data[1, 3] = np.nan
+    data[0, 5] = complex(np.inf, 0)
+    lines = [rec(e) for e in range(8) if e != 2] + [rec(2, data=data)]
+    (sl,), _ = assemble_slices(lines, enc(), ScanMetadata())
+    assert np.isfinite(sl.kspace).all()
+    assert sl.nonfinite_samples == 2
+    assert sl.mask[2, 3] == 0 and sl.mask[2, 5] == 0 and sl.mask[2, 4] == 1
+    assert np.all(sl.kspace[:, 2, 3] == 0) and np.all(sl.kspace[:, 2, 5] == 0)
+    assert "2 non-finite k-space samples" in caplog.text
+
+
+def test_non_finite_noise_acquisitions_are_dropped():
+    noise = np.ones((C, 5), np.complex64)
+    noise[0, 0] = np.nan
+    good = np.ones((C, 4), np.complex64)
+    lines = [rec(0, flags=bit(19), data=noise), rec(0, flags=bit(19), data=good)]
+    _, out = assemble_slices(lines + [rec(e) for e in range(8)], enc(), ScanMetadata())
+    assert out.shape == (C, 4) and np.isfinite(out).all()
+
+
+def test_a_calibration_line_with_non_finite_samples_does_not_calibrate():
+    data = np.ones((C, 8), np.complex64)
+    data[2, 1] = np.nan
+    lines = [rec(e, flags=bit(21)) for e in (3, 5)] + [rec(4, flags=bit(21), data=data)]
+    lines += [rec(e) for e in (0, 6)]
+    (sl,), _ = assemble_slices(lines, enc(), ScanMetadata())
+    assert list(np.flatnonzero(sl.acs_rows)) == [3, 5] and sl.nonfinite_samples == 1
+    assert np.isfinite(sl.acs).all() and sl.mask[4, 1] == 0

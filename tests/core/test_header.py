@@ -200,3 +200,50 @@ def test_slice_metadata_via_for_slice():
 def test_invalid_header_raises_header_error(xml, message):
     with pytest.raises(HeaderError, match=message):
         parse_header(xml)
+
+
+# ----------------------------------------------------------------------------- issue 13 items 9, 10
+@pytest.mark.parametrize("body, field", [
+    ("<TR>1e300</TR><TE>10</TE>", "tr_ms"),
+    ("<TR>-5</TR><TE>10</TE>", "tr_ms"),
+    ("<TR>500</TR><TE>10</TE><flipAngle_deg>1e300</flipAngle_deg>", "flip_angle_deg"),
+    ("<TR>500</TR><TE>-1</TE>", "te_ms"),
+    ("<TR>500</TR><TE>10</TE><TI>1e12</TI>", "ti_ms"),
+    ("<TR>500</TR><TE>10</TE><flipAngle_deg>-30</flipAngle_deg>", "flip_angle_deg"),
+])
+def test_out_of_range_mr_parameters_become_none_with_a_warning(body, field, caplog):
+    meta = parse_header(header(f"<sequenceParameters>{body}</sequenceParameters>"))
+    assert getattr(meta, field) is None
+    assert meta.tr_ms in (None, 500.0)
+    assert "out of range" in caplog.text
+    prompt = build_prompt(meta.for_slice(0))
+    assert "e+" not in prompt and "-" not in prompt.split("Slice 0")[-1]
+
+
+def test_absurd_field_strength_is_none():
+    body = "<acquisitionSystemInformation><systemFieldStrength_T>1e300</systemFieldStrength_T>"\
+           "</acquisitionSystemInformation>"
+    assert parse_header(header(body)).field_strength_t is None
+
+
+def test_prompt_never_raises_on_huge_numbers():
+    meta = ScanMetadata(anatomy="brain", tr_ms=1e300, flip_angle_deg=float("inf"))
+    assert build_prompt(meta) == "brain"
+
+
+def test_malformed_or_implausible_dates_are_not_logged(caplog):
+    """PHI (a birth date) never reaches a log line, even when it is malformed."""
+    import logging
+
+    from contextmri_core.data.study import parse_study
+
+    caplog.set_level(logging.DEBUG)
+    for birth, study in (("19550831", "2021-04-09"), ("2030-01-01", "2021-04-09"),
+                         ("1955-08-31", "20210409")):
+        xml = header(subject(birth, "F", study) + "<measurementInformation><seriesTime>"
+                     "17h47</seriesTime></measurementInformation>")
+        parse_header(xml)
+        parse_study(xml)
+    assert "birth date" in caplog.text  # the warning is still there, without the value
+    for value in ("19550831", "1955", "2030", "20210409", "2021", "17h47"):
+        assert value not in caplog.text, value

@@ -39,3 +39,15 @@ def test_pipeline_parses_and_names_importable_targets(path):
         StreamSettings.from_properties(properties_from_config(ET.tostring(config)))
     for gadget in root.iter("gadget"):
         assert gadget.findtext("dll") and gadget.findtext("classname")
+
+
+def test_the_connect_pipeline_sets_only_what_a_client_may_choose():
+    """The warm server refuses a stream that sets server-side settings (issue 13): the
+    shipped <connect> pipeline must pass the server's client policy with its defaults."""
+    from contextmri_core.service.client_policy import SERVER_ONLY, ClientPolicy
+
+    path = next(p for p in PIPELINES if p.stem == "contextmri_connect")
+    config = ET.parse(path).getroot().find("stream/external/configuration")
+    props = properties_from_config(ET.tostring(config))
+    assert not set(props) & set(SERVER_ONLY)
+    ClientPolicy().settings(props, StreamSettings())

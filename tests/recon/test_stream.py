@@ -72,8 +72,8 @@ def test_time_budget_stops_the_sampler_and_the_fallback_takes_over(stream, tmp_p
     generous = StreamSettings(device="cpu", batch_size=1, time_budget_s=600.0)
     outs = list(recon_stream(records, header, generous, lambda: recon))
     assert all(o.error is None and o.method == "dds" for o in outs)
-    cb = budget_progress(0.0, lambda i, n, t: steps.append(i))
-    with pytest.raises(TimeBudgetExceeded, match="step 1/5"):
+    cb = budget_progress(lambda: "time budget spent", lambda i, n, t: steps.append(i))
+    with pytest.raises(TimeBudgetExceeded, match="time budget spent at sampler step 1/5"):
         cb(0, 5, 999)
     assert steps == [0]  # the inner callback still saw the step
     assert budget_progress(None, None) is None

@@ -42,9 +42,16 @@ class UnreadableDicom(Exception):
 
 
 def read_instance(path: Path, pixels: bool = True) -> Dataset:
-    """The dataset of a Part-10 file; ``UnreadableDicom`` saying why it cannot be sent."""
+    """The dataset of a Part-10 file, checked to be sendable whole; ``UnreadableDicom``
+    saying why not: unreadable, truncated or with trailing bytes (not parseable to the end),
+    a value that does not parse, no SOP UIDs, or (with ``pixels``) an image without
+    PixelData or with PixelData of the wrong size."""
     try:
         ds = pydicom.dcmread(os.fspath(path), stop_before_pixels=not pixels)
+        if pixels:
+            _check_read_to_the_end(ds, os.path.getsize(path))
+        for elem in ds.iterall():  # values are parsed lazily: parse every one now
+            _ = elem.value
     except _PARSE_ERRORS as exc:
         raise UnreadableDicom(f"not a readable DICOM file ({type(exc).__name__}: {exc})") from None
     meta = getattr(ds, "file_meta", None)
@@ -56,12 +63,50 @@ def read_instance(path: Path, pixels: bool = True) -> Dataset:
         if not (_UID.match(text) and len(text) <= 64):
             raise UnreadableDicom(f"missing or invalid {kw}")
     if pixels:
-        _check_pixel_length(ds)
+        _check_pixels(ds)
     return ds
 
 
+def _check_read_to_the_end(ds: Dataset, size: int) -> None:
+    """``UnreadableDicom`` when the last element read does not end where the file ends:
+    pydicom stops quietly at a truncated element header and reads short values."""
+    if str(ds.file_meta.get("TransferSyntaxUID", "")) == DeflatedExplicitVRLittleEndian:
+        return  # offsets refer to the inflated stream
+    tags = list(ds.keys())
+    if not tags:
+        raise UnreadableDicom("no data set after the file meta information")
+    last = ds.get_item(max(tags))
+    tell, length = getattr(last, "value_tell", None), getattr(last, "length", None)
+    if tell is None or length is None or length == 0xFFFFFFFF:
+        return  # converted already, or undefined length: nothing to compare
+    end = int(tell) + int(length)
+    if end > size:
+        what = "pixel data" if int(last.tag) == 0x7FE00010 else f"element {last.tag}"
+        raise UnreadableDicom(f"truncated {what} ({max(size - int(tell), 0)} of {length} "
+                              f"bytes in the file)")
+    if end < size:
+        raise UnreadableDicom(f"not parseable to the end: {size - end} trailing bytes after "
+                              f"the last element (a truncated element?)")
+
+
+def _has_image(ds: Dataset) -> bool:
+    name = getattr(pydicom.uid.UID(str(ds.get("SOPClassUID", ""))), "name", "")
+    return "Image Storage" in str(name) or any(k in ds for k in ("Rows", "Columns"))
+
+
+def _check_pixels(ds: Dataset) -> None:
+    """An image must carry PixelData of exactly Rows x Columns x ... (native syntaxes)."""
+    if not _has_image(ds):
+        return
+    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        raise UnreadableDicom("an image instance with no PixelData (truncated before the "
+                              "pixels?)")
+    _check_pixel_length(ds)
+
+
 def _check_pixel_length(ds: Dataset) -> None:
-    """``UnreadableDicom`` for native pixel data shorter than Rows x Columns x ... (truncated)."""
+    """``UnreadableDicom`` for native pixel data shorter (truncated) or longer than
+    Rows x Columns x samples x frames x bits (one byte of even-length padding allowed)."""
     if "PixelData" not in ds or str(ds.file_meta.TransferSyntaxUID) not in _NATIVE:
         return
     try:
@@ -69,8 +114,12 @@ def _check_pixel_length(ds: Dataset) -> None:
                     * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated)) // 8
     except (AttributeError, TypeError, ValueError):
         raise UnreadableDicom("pixel data without valid Rows/Columns/BitsAllocated") from None
-    if len(ds.PixelData) < expected:
-        raise UnreadableDicom(f"truncated pixel data ({len(ds.PixelData)} of {expected} bytes)")
+    got = len(ds.PixelData)
+    if got < expected:
+        raise UnreadableDicom(f"truncated pixel data ({got} of {expected} bytes)")
+    if got > expected + (expected % 2):
+        raise UnreadableDicom(f"pixel data of {got} bytes where Rows x Columns x ... give "
+                              f"{expected}")
 
 
 def read_meta(path: Path) -> Tuple[str, str]:
@@ -131,16 +180,26 @@ class Outbox:
     def enqueue(self, files: Iterable[Path]) -> List[Path]:
         """Copy DICOM files in (all are checked before any is copied); one path per distinct
         instance, first-seen order. Re-enqueueing an instance replaces its queued copy.
-        ``InputFileError`` naming the first file that is not readable DICOM."""
+        ``InputFileError`` naming the first file that is not sendable DICOM, or when copying
+        fails (then none of this call's new instances stay queued: a series is all or none)."""
         sources = [Path(f) for f in files]
         uids = [self._uid_of(src) for src in sources]
         queued: Dict[str, Path] = {}
+        added: List[Path] = []
         for src, uid in zip(sources, uids):
             dest = self.root / f"{uid}.dcm"
+            existed = dest.exists()
             try:
                 _atomic_copy(src, dest)
-            except OSError as exc:
-                raise InputFileError(src, f"cannot queue into {self.root}: {exc}") from None
+            except OSError as exc:  # e.g. disk full: take back what this call added
+                for path in added:
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                raise InputFileError(src, f"cannot queue into {self.root} "
+                                          f"({exc.strerror or exc}); none of the "
+                                          f"{len(sources)} instances were queued") from None
+            if not existed:
+                added.append(dest)
             queued[uid] = dest
         log.info("queued %d instance(s) in %s", len(queued), self.root)
         return list(queued.values())

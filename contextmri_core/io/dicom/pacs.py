@@ -173,6 +173,7 @@ class PushReport:
     remaining: Tuple[Path, ...]
     errors: Tuple[str, ...]
     rejected: Tuple[Path, ...] = ()
+    locked: bool = False  # another push held the outbox: nothing was tried
 
     @property
     def ok(self) -> bool:
@@ -207,7 +208,7 @@ def push(outbox: Outbox, target: PacsTarget, retries: int = 3, backoff_s: float 
     with outbox.lock() as held:
         if not held:
             return PushReport(0, 0, tuple(outbox.pending()),
-                              (f"{outbox.root}: another push is draining this outbox",))
+                              (f"{outbox.root}: another push holds this outbox",), locked=True)
         tally = _Tally()
         misses = 0
         while outbox.pending():

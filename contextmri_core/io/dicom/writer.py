@@ -82,6 +82,7 @@ class DicomSeries:
     method: str = "dds"
     fallback_reason: Optional[str] = None
     comments: Mapping[str, Any] = field(default_factory=dict)
+    protocol: str = ""  # the scan's protocol name (titles); "" = unknown
     prompts: Mapping[int, str] = field(default_factory=dict)  # slice index -> the prior's text
 
     def prompt_of(self, meta: ScanMetadata) -> str:
@@ -392,7 +393,7 @@ def write_series(out_dir: Path, series: DicomSeries, ctx: StudyContext) -> List[
             paths.append(path)
     except OSError as exc:
         target = paths[-1].with_name(f"IM_{len(paths) + 1:04d}.dcm") if paths else out_dir
-        raise InputFileError(target, f"cannot write DICOM: {exc}") from exc
+        raise InputFileError(target, f"cannot write DICOM: {exc.strerror or exc}") from exc
     logger.info("wrote %d DICOM files of series %d %r", len(paths), series.series_number,
                 series_description(series))
     return paths

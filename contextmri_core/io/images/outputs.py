@@ -114,10 +114,18 @@ def write_nifti(path: Path, series: DicomSeries, fov_mm: Vec3) -> Path:
     return Path(path)
 
 
+def sheet_title(series: DicomSeries) -> str:
+    """Title of a contact sheet: series number and protocol, then the method and kind,
+    e.g. ``01 AX T2 | DDS magnitude`` or ``11 AX T2 | SENSE magnitude FALLBACK``."""
+    scan = series.protocol or series.description
+    return (f"{series.series_number:02d} {scan} | {series.method.upper()} {series.kind}"
+            + (" FALLBACK" if series.fallback_reason else ""))
+
+
 def write_png(path: Path, series: DicomSeries) -> Path:
-    """Contact sheet of one series: its slices in a grid, one shared window."""
+    """Contact sheet of one series: its slices in a grid, one shared window, titled."""
     stack = np.stack([np.asarray(im, np.float32) for im in series.images])
     private_file(Path(path))
-    out = grid_sheet(path, stack, series.description)
+    out = grid_sheet(path, stack, sheet_title(series))
     os.chmod(out, 0o600)
     return out

@@ -39,28 +39,56 @@ def contact_sheet(
     return path
 
 
+MIN_WIDTH_PX = 256  # small matrices are enlarged (nearest neighbour) so the title fits
+_CHAR_PX, _LINE_PX = 6, 12  # PIL's default bitmap font
+
+
+def _title_lines(title: str, width_px: int) -> list:
+    """``title`` wrapped at spaces into lines that fit ``width_px``."""
+    per_line = max(width_px // _CHAR_PX - 1, 8)
+    lines, line = [], ""
+    for word in title.split(" "):
+        if line and len(line) + 1 + len(word) > per_line:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return lines + ([line] if line else [])
+
+
 def grid_sheet(path: Union[str, Path], stack: np.ndarray, title: str = "",
                percentile: float = 99.5) -> Path:
     """Write the slices ``(S, ny, nx)`` of one series as a near-square grid with one shared
-    window (so slices stay comparable), ``title`` on top. Returns the path."""
+    window (so slices stay comparable), ``title`` on top (wrapped, also stored as the PNG
+    ``Title`` text). Sheets narrower than ``MIN_WIDTH_PX`` are enlarged. Returns the path."""
     from PIL import Image, ImageDraw
+    from PIL.PngImagePlugin import PngInfo
 
     stack = np.abs(np.asarray(stack))
     s, ny, nx = stack.shape
     cols = int(np.ceil(np.sqrt(s)))
     rows = int(np.ceil(s / cols))
-    label_h = 14 if title else 0
+    zoom = max(1, int(np.ceil(MIN_WIDTH_PX / (cols * nx))))
     vmax = float(np.percentile(stack, percentile))
-    sheet = np.zeros((label_h + rows * ny, cols * nx), dtype=np.uint8)
+    grid = np.zeros((rows * ny, cols * nx), dtype=np.uint8)
     for k in range(s):
         r, c = divmod(k, cols)
-        sheet[label_h + r * ny:label_h + (r + 1) * ny, c * nx:(c + 1) * nx] = _to_uint8(stack[k], vmax)
+        grid[r * ny:(r + 1) * ny, c * nx:(c + 1) * nx] = _to_uint8(stack[k], vmax)
+    grid = np.kron(grid, np.ones((zoom, zoom), dtype=np.uint8))
+    lines = _title_lines(title, grid.shape[1]) if title else []
+    label_h = _LINE_PX * len(lines) + (2 if lines else 0)
+    sheet = np.zeros((label_h + grid.shape[0], grid.shape[1]), dtype=np.uint8)
+    sheet[label_h:] = grid
     image = Image.fromarray(sheet)
+    draw = ImageDraw.Draw(image)
+    for i, line in enumerate(lines):
+        draw.text((3, 1 + i * _LINE_PX), line, fill=255)
+    info = PngInfo()
     if title:
-        ImageDraw.Draw(image).text((3, 1), title, fill=255)
+        info.add_text("Title", title)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
+    image.save(path, pnginfo=info)
     return path
 
 

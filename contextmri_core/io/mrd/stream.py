@@ -17,6 +17,7 @@ import logging
 import re
 import socket
 import struct
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple
 
@@ -83,27 +84,73 @@ class Message:
 
 
 class SocketReader:
-    """``read_exactly(n)`` over a socket; every ``recv`` waits at most ``idle_timeout_s``."""
+    """``read_exactly(n)`` over a socket with bounded waits.
 
-    def __init__(self, sock: socket.socket, idle_timeout_s: Optional[float] = 30.0) -> None:
+    Every wait for data ends after ``idle_timeout_s`` without a byte; a whole message must
+    arrive within ``message_timeout_s`` of :meth:`begin_message` (a peer trickling bytes
+    cannot hold the reader); nothing is read past ``session_deadline`` (``time.monotonic``);
+    and a set ``stop`` event (server shutting down) ends any wait within half a second. Each
+    ends in a :class:`ProtocolError` saying which limit it was.
+    """
+
+    def __init__(self, sock: socket.socket, idle_timeout_s: Optional[float] = 30.0,
+                 message_timeout_s: Optional[float] = None,
+                 session_deadline: Optional[float] = None, stop: Any = None) -> None:
         self.sock = sock
+        self.idle_timeout_s = idle_timeout_s
+        self.message_timeout_s = message_timeout_s
+        self.session_deadline = session_deadline
+        self.stop = stop
+        self._message_deadline: Optional[float] = None
         sock.settimeout(idle_timeout_s)
         self.bytes_read = 0
 
+    def begin_message(self) -> None:
+        """Start the per-message clock (call before reading each message)."""
+        if self.message_timeout_s is not None:
+            self._message_deadline = time.monotonic() + self.message_timeout_s
+
+    def _deadlines(self, last_byte: float) -> list:
+        """(deadline, reason) pairs in force now."""
+        out = []
+        if self.idle_timeout_s is not None:
+            out.append((last_byte + self.idle_timeout_s, f"peer silent for {self.idle_timeout_s} s"))
+        if self._message_deadline is not None:
+            out.append((self._message_deadline, f"message not complete within "
+                        f"{self.message_timeout_s:g} s (the per-message deadline: peer too slow)"))
+        if self.session_deadline is not None:
+            out.append((self.session_deadline, "session time limit reached"))
+        return out
+
+    def _wait(self, last_byte: float, missing: int) -> None:
+        """Set the socket timeout to the nearest limit; raise when one has passed."""
+        if self.stop is not None and self.stop.is_set():
+            raise ProtocolError("server shutting down")
+        limits = self._deadlines(last_byte)
+        now = time.monotonic()
+        for deadline, reason in limits:
+            if now >= deadline:
+                raise ProtocolError(f"{reason} (waiting for {missing} more bytes)")
+        wait = min([d - now for d, _ in limits] + ([0.5] if self.stop is not None else []),
+                   default=None)
+        self.sock.settimeout(None if wait is None else max(wait, 0.01))
+
     def read_exactly(self, n: int) -> bytes:
         buf = bytearray()
+        last_byte = time.monotonic()
         while len(buf) < n:
+            self._wait(last_byte, n - len(buf))
             try:
                 chunk = self.sock.recv(min(n - len(buf), 1 << 20))
-            except socket.timeout as exc:
-                raise ProtocolError(f"peer silent for {self.sock.gettimeout()} s "
-                                    f"(waiting for {n - len(buf)} more bytes)") from exc
+            except socket.timeout:
+                continue  # the next _wait says which limit passed, or waits on
             except OSError as exc:
                 raise ProtocolError(f"connection failed: {exc}") from exc
             if not chunk:
                 raise ProtocolError(f"connection closed in the middle of a frame "
                                     f"({len(buf)} of {n} bytes read)")
             buf += chunk
+            last_byte = time.monotonic()
         self.bytes_read += n
         return bytes(buf)
 

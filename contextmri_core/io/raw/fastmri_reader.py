@@ -13,14 +13,17 @@ calibration lines: ``acs`` is None and ``acs_rows`` is the detected contiguous c
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Optional, Union
 
 import h5py
 import numpy as np
 
-from contextmri_core.data.assembly import detect_acs_rows, remove_readout_oversampling
+from contextmri_core.data.assembly import (detect_acs_rows, recon_columns,
+                                           remove_readout_oversampling)
 from contextmri_core.data.encoding import EncodingInfo, parse_encoding
+from contextmri_core.data.grid_limits import GridLimits, ReceivedData, ScanTooLarge, check_grid
 from contextmri_core.data.header import parse_header
 from contextmri_core.data.metadata import ScanMetadata
 from contextmri_core.data.scan import RawScan, SliceData
@@ -30,6 +33,7 @@ from contextmri_core.io.raw.ismrmrd_reader import open_h5
 
 
 PathLike = Union[str, Path]
+log = logging.getLogger(__name__)
 
 
 def _attr_str(f: h5py.File, name: str) -> Optional[str]:
@@ -83,12 +87,21 @@ def _slice(raw: np.ndarray, rows: Optional[np.ndarray], recon_x: int,
     if k.ndim == 2:
         k = k[None]
     k = np.ascontiguousarray(k.transpose(0, 2, 1))
+    bad = ~np.isfinite(k).all(axis=0)  # (E1, RO) samples not finite in some coil
+    k[:, bad] = 0
     if rows is None:
         rows = np.abs(k).max(axis=(0, 2)) > 0
+    ro = k.shape[-1]
     k = remove_readout_oversampling(k, recon_x)
     mask = np.repeat(rows[:, None].astype(np.float32), k.shape[-1], axis=1)
+    nonfinite = int((bad & rows[:, None]).sum())
+    if nonfinite:
+        mask[bad[:, recon_columns(ro, k.shape[-1])]] = 0
+        log.warning("slice %s: %d non-finite k-space samples treated as not acquired (masked)",
+                    meta.slice_index, nonfinite)
     k = (k * mask).astype(np.complex64)
-    return SliceData(kspace=k, mask=mask, metadata=meta, acs=None, acs_rows=detect_acs_rows(rows))
+    return SliceData(kspace=k, mask=mask, metadata=meta, acs=None, acs_rows=detect_acs_rows(rows),
+                     nonfinite_samples=nonfinite)
 
 
 def _metadata(f: h5py.File, xml: str, path: PathLike,
@@ -107,10 +120,26 @@ def _encoding(xml: str, path: PathLike) -> EncodingInfo:
         raise InputFileError(path, f"bad ISMRMRD header: {exc}") from exc
 
 
-def read_fastmri(path: PathLike, *, anatomy_override: Optional[str] = None) -> RawScan:
-    """Read a fastMRI .h5 file into a ``RawScan`` (slice i of the file is slice index i)."""
+def _check_size(kspace: h5py.Dataset, limits: GridLimits, path: PathLike) -> None:
+    """The dataset's own shape against ``limits`` (a sparse HDF5 dataset may claim a shape
+    far larger than the file)."""
+    shape = kspace.shape
+    coils = shape[1] if kspace.ndim == 4 else 1
+    got = ReceivedData(max_lines_per_slice=shape[-1], max_samples=shape[-2], coils=coils,
+                       slices=shape[0])
+    try:
+        check_grid(shape[-1], shape[-2], got, limits)
+    except ScanTooLarge as exc:
+        raise InputFileError(path, str(exc).replace("encodedSpace", "kspace")) from None
+
+
+def read_fastmri(path: PathLike, *, anatomy_override: Optional[str] = None,
+                 limits: GridLimits = GridLimits()) -> RawScan:
+    """Read a fastMRI .h5 file into a ``RawScan`` (slice i of the file is slice index i);
+    ``InputFileError`` when the k-space is larger than ``limits`` allow."""
     with open_h5(path) as f:
         kspace = _kspace(f, path)
+        _check_size(kspace, limits, path)
         xml = _header(f, path)
         meta = _metadata(f, xml, path, anatomy_override)
         enc = _encoding(xml, path)

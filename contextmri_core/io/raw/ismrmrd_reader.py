@@ -16,6 +16,7 @@ import numpy as np
 
 from contextmri_core.data.assembly import AcqRecord, assemble_slices, is_imaging, is_noise
 from contextmri_core.data.geometry import SliceGeometry, vec3
+from contextmri_core.data.grid_limits import GridLimits
 from contextmri_core.data.encoding import EncodingInfo, parse_encoding
 from contextmri_core.data.header import parse_header
 from contextmri_core.data.metadata import ScanMetadata
@@ -167,7 +168,8 @@ def _metadata(xml: str, path: PathLike, anatomy_override: Optional[str]) -> Scan
 
 
 def read_ismrmrd(path: PathLike, *, anatomy_override: Optional[str] = None,
-                 dataset: str = "dataset", repetition: Optional[int] = None) -> RawScan:
+                 dataset: str = "dataset", repetition: Optional[int] = None,
+                 limits: GridLimits = GridLimits()) -> RawScan:
     """Read a Cartesian 2D ISMRMRD file into a ``RawScan`` (slices in ascending order)."""
     with open_h5(path) as f:
         group = _group(f, path, dataset)
@@ -177,7 +179,7 @@ def read_ismrmrd(path: PathLike, *, anatomy_override: Optional[str] = None,
         head, payload = _table(group, path)
     records = records_from_table(head, payload, path)
     try:
-        slices, noise = assemble_slices(records, enc, meta, repetition=repetition)
+        slices, noise = assemble_slices(records, enc, meta, repetition=repetition, limits=limits)
     except ValueError as exc:
         raise InputFileError(path, str(exc)) from exc
     return build_raw_scan(path, slices, meta, xml, enc, noise, enc.readout_oversampling,

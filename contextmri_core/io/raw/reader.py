@@ -7,6 +7,7 @@ from typing import Optional, Union
 
 import h5py
 
+from contextmri_core.data.grid_limits import GridLimits
 from contextmri_core.data.scan import RawScan
 from contextmri_core.errors import InputFileError
 from contextmri_core.io.raw.fastmri_reader import read_fastmri
@@ -26,9 +27,11 @@ def detect_layout(path: Union[str, Path]) -> str:
 
 
 def read_scan(path: Union[str, Path], *, anatomy_override: Optional[str] = None,
-              repetition: Optional[int] = None) -> RawScan:
+              repetition: Optional[int] = None, limits: GridLimits = GridLimits()) -> RawScan:
     """Read an ISMRMRD v1 or fastMRI .h5 file into a ``RawScan`` (``repetition``: which
-    ISMRMRD repetition to assemble, default the lowest; fastMRI files have one)."""
+    ISMRMRD repetition to assemble, default the lowest; fastMRI files have one). A k-space
+    grid that does not fit the data or ``limits`` is an ``InputFileError`` (one line)."""
     if detect_layout(path) == "fastmri":
-        return read_fastmri(path, anatomy_override=anatomy_override)
-    return read_ismrmrd(path, anatomy_override=anatomy_override, repetition=repetition)
+        return read_fastmri(path, anatomy_override=anatomy_override, limits=limits)
+    return read_ismrmrd(path, anatomy_override=anatomy_override, repetition=repetition,
+                        limits=limits)
