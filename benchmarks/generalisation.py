@@ -185,8 +185,10 @@ def dds_jobs(args, spec: str) -> Iterator[Tuple[str, str, float, int, Optional[s
     for s in range(args.old_seeds):
         yield "old_dds_cfg1", "old", 1.0, s, None
     if spec == SWAP_MASK:
+        swap_seeds = getattr(args, "swap_seeds", None)
+        swap_seeds = args.seeds if swap_seeds is None else swap_seeds
         for field in ("contrast", "plane", "spacing"):
-            for s in range(args.seeds):
+            for s in range(swap_seeds):
                 yield f"swap_{field}", "new", 1.0, s, field
 
 
@@ -264,6 +266,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         + ",".join(c.name for c in CASES) + ")")
     p.add_argument("--masks", type=_list, default=list(MASKS), help="default " + ",".join(MASKS))
     p.add_argument("--seeds", type=int, default=5, help="sampler seeds per DDS setting (5)")
+    p.add_argument("--swap-seeds", type=int, default=None,
+                   help="sampler seeds of each metadata-swap setting (default: --seeds)")
     p.add_argument("--old-seeds", type=int, default=2, help="seeds for the old model (2; 0 skips)")
     p.add_argument("--guidances", type=lambda s: [float(g) for g in _list(s)], default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=50, help="DDS steps (default 50, as replay)")
