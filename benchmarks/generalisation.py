@@ -214,7 +214,10 @@ def run_mask(case: Case, spec: str, sl, scan, truth, head, args, models, results
         record(name, 0, rec(batch.kspace, batch.mask, batch.maps, batch.metadata).image,
                time.perf_counter() - t0)
     cfg1 = []
+    ens_done = results.done(case.name, spec, f"dds_cfg1_ens{args.seeds}", 0)
     for name, which, g, s, field in dds_jobs(args, spec):
+        if results.done(case.name, spec, name, s) and (name != "dds_cfg1" or ens_done):
+            continue  # resumed: a row already there is not sampled again
         meta = [wrong(m, field) if field else m for m in batch.metadata]
         t0 = time.perf_counter()
         image = models[which].with_config(guidance=g, seed=s)(
