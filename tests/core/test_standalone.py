@@ -5,8 +5,12 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-# a path that climbs out of the repository into a sibling "shared" folder
-OUTSIDE = re.compile(r"""\.\./shared|parent\s*/\s*["']shared["']|["']shared["']\s*/\s*["']fixtures""")
+# a path that climbs out of the repository into a sibling "shared" folder (the pattern and
+# its examples are assembled so that this file does not itself name such a path)
+SIBLING = "shared"
+UP = "../"
+OUTSIDE = re.compile(re.escape(UP + SIBLING) + rf"""|parent\s*/\s*["']{SIBLING}["']"""
+                     rf"""|["']{SIBLING}["']\s*/\s*["']fixtures""")
 
 
 def _tracked_code():
@@ -24,8 +28,9 @@ def test_no_code_reads_outside_the_repository():
 
 
 def test_the_pattern_catches_the_old_fixture_path():
-    assert OUTSIDE.search('Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"')
-    assert OUTSIDE.search("cat ../shared/fixtures/x.xml")
+    assert OUTSIDE.search(f'Path(__file__).resolve().parents[2].parent / "{SIBLING}" / "fixtures"')
+    assert OUTSIDE.search(f"cat {UP}{SIBLING}/fixtures/x.xml")
+    assert not OUTSIDE.search('ROOT / "tests" / "fixtures" / "header.xml"')
 
 
 def test_fixture_is_in_the_repository():

@@ -18,14 +18,9 @@ from contextmri_core.physics.masks import make_mask
 from contextmri_core.recon.diffusion import DiffusionReconConfig, DiffusionReconstructor
 from contextmri_core.sampling.dds import DDSConfig
 from tests.phantom import phantom
+from tests.training.shard_data import TINY
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = {"preset": "contextmri-small",
-        "unet": {"block_out_channels": [8, 8, 8, 8], "norm_num_groups": 8,
-                 "attention_head_dim": 8, "cross_attention_dim": 32,
-                 "addition_embed_type_num_heads": 2},
-        "encoder": {"kind": "structured", "structured": {"dim": 32, "hidden": 32}},
-        "batch_size": 2, "lr": 1e-3, "warmup_steps": 1, "log_every": 1, "checkpoint_every": 100}
 
 
 def run(args, **kw):
